@@ -1,0 +1,7 @@
+"""The method: Decomposed Prompt Tuning on any Hugging Face encoder-decoder."""
+
+from dept_vl.dept.budget import budget
+from dept_vl.dept.config import DePTConfig
+from dept_vl.dept.model import DePTModel, read_adapter
+
+__all__ = ["DePTConfig", "DePTModel", "budget", "read_adapter"]

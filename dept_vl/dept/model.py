@@ -1,0 +1,297 @@
+"""DePTModel: a frozen Hugging Face encoder-decoder with a soft prompt and a low-rank embedding offset."""
+
+from __future__ import annotations
+
+import difflib
+import json
+import math
+from pathlib import Path
+from typing import Any, Iterable
+
+import torch
+from torch import nn
+
+from dept_vl.dept.config import DePTConfig
+from dept_vl.io import save_tensors_atomic, write_json_atomic
+
+ADAPTER_FILE = "adapter.safetensors"
+CONFIG_FILE = "dept_config.json"
+FORMAT_NAME = "dept-vl-adapter"
+FORMAT_VERSION = 1
+PARTS = ("prompt", "lowrank", "modules")
+
+
+def base_model_facts(base_model: nn.Module) -> dict[str, Any]:
+    """Shape facts of a base model, stored with an adapter so that a wrong base is caught at load."""
+    weight = base_model.get_input_embeddings().weight
+    config = getattr(base_model, "config", None)
+    name = getattr(config, "_name_or_path", None) or getattr(config, "name_or_path", None) or ""
+    return {
+        "name_or_path": str(name),
+        "model_type": str(getattr(config, "model_type", type(base_model).__name__)),
+        "d_model": int(weight.shape[1]),
+        "vocab_size": int(weight.shape[0]),
+    }
+
+
+def initial_lowrank(config: DePTConfig, d_model: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """A (s x r) kaiming-uniform with a=sqrt(5), B (r x d) zeros: A @ B = 0 at step 0, as in the paper."""
+    a = torch.empty(config.max_length, config.rank)
+    nn.init.kaiming_uniform_(a, a=math.sqrt(5), generator=generator)
+    return a, torch.zeros(config.rank, d_model)
+
+
+class DePTModel(nn.Module):
+    """Wraps a frozen encoder-decoder LM (T5, BART, mT5, or the VL model) with DePT.
+
+    The encoder reads ``[prompt (m)] [embed(input_ids) + scale * (A @ B)[:L] (L)]``; row i of ``A @ B`` is
+    added to text position i (inputs must be right-padded). The prompt, A and B stay in float32 whatever
+    dtype the base runs in.
+
+    Args:
+        base_model: a model with ``get_input_embeddings()`` whose forward and ``generate`` accept
+            ``inputs_embeds`` and ``attention_mask``.
+        config: the DePT hyperparameters.
+        tokenizer: needed only for ``config.init == "text"``.
+    """
+
+    def __init__(self, base_model: nn.Module, config: DePTConfig, tokenizer: Any = None, *, initialize: bool = True):
+        super().__init__()
+        self.base_model = base_model
+        self.dept_config = config
+        base_model.requires_grad_(False)
+        embedding = base_model.get_input_embeddings()
+        self.d_model = int(embedding.weight.shape[1])
+        device = embedding.weight.device
+        generator = torch.Generator().manual_seed(config.seed)
+
+        self.prompt: nn.Parameter | None = None
+        if config.num_virtual_tokens > 0:
+            init = self._initial_prompt(embedding, tokenizer, generator) if initialize else None
+            if init is None:
+                init = torch.zeros(config.num_virtual_tokens, self.d_model)
+            self.prompt = nn.Parameter(init.float().to(device))
+
+        self.lowrank_A: nn.Parameter | None = None
+        self.lowrank_B: nn.Parameter | None = None
+        if config.rank > 0:
+            a, b = initial_lowrank(config, self.d_model, generator)
+            self.lowrank_A = nn.Parameter(a.to(device))
+            self.lowrank_B = nn.Parameter(b.to(device))
+
+        self.trainable_modules: dict[str, nn.Module] = {}
+        for name in config.trainable_modules:
+            module = self._find_submodule(name)
+            module.requires_grad_(True)
+            self.trainable_modules[name] = module
+
+    # ------------------------------------------------------------------ set-up
+    def _initial_prompt(self, embedding: nn.Embedding, tokenizer: Any, generator: torch.Generator) -> torch.Tensor:
+        cfg = self.dept_config
+        m, weight = cfg.num_virtual_tokens, embedding.weight.detach().float().cpu()
+        if cfg.init == "random":
+            return torch.randn(m, self.d_model, generator=generator) * weight.std() + weight.mean()
+        if cfg.init == "vocab":
+            ids = torch.randint(0, min(cfg.init_vocab_size, weight.shape[0]), (m,), generator=generator)
+        else:
+            if tokenizer is None:
+                raise ValueError("DePTConfig.init='text' needs a tokenizer: DePTModel(base, config, tokenizer=...) or use init='vocab'")
+            token_ids = tokenizer(cfg.init_text, add_special_tokens=False)["input_ids"]
+            if not token_ids:
+                raise ValueError(f"DePTConfig.init_text={cfg.init_text!r} tokenises to nothing; give a longer text")
+            ids = torch.tensor((token_ids * math.ceil(m / len(token_ids)))[:m])
+        return embedding(ids.to(embedding.weight.device)).detach().float().cpu()
+
+    def _find_submodule(self, name: str) -> nn.Module:
+        try:
+            return self.base_model.get_submodule(name)
+        except AttributeError:
+            names = [n for n, _ in self.base_model.named_modules() if n]
+            close = difflib.get_close_matches(name, names, n=3)
+            hint = f"; did you mean {close}?" if close else ""
+            raise ValueError(f"DePTConfig.trainable_modules: the base model has no submodule {name!r}{hint}") from None
+
+    # ---------------------------------------------------------------- forward
+    def lowrank_update(self, length: int) -> torch.Tensor:
+        """``scale * (A @ B)[:length]`` in float32, shape (length, d_model)."""
+        if self.lowrank_A is None:
+            raise ValueError("this adapter has rank 0: it has no low-rank update")
+        return self.dept_config.scale * (self.lowrank_A[:length] @ self.lowrank_B)
+
+    def prepare_inputs(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The encoder's input embeddings and mask: prompt in front, the low-rank offset on the text."""
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("DePTModel: pass exactly one of input_ids or inputs_embeds")
+        if inputs_embeds is None:
+            inputs_embeds = self.base_model.get_input_embeddings()(input_ids)
+        batch, length, _ = inputs_embeds.shape
+        if attention_mask is None:
+            attention_mask = torch.ones(batch, length, dtype=torch.long, device=inputs_embeds.device)
+        dtype = inputs_embeds.dtype
+        if self.lowrank_A is not None:
+            limit = self.dept_config.max_length
+            if length > limit:
+                raise ValueError(
+                    f"input length {length} exceeds max_length {limit} of this DePT adapter; "
+                    f"truncate inputs to {limit} tokens or use an adapter with a larger max_length"
+                )
+            inputs_embeds = (inputs_embeds.float() + self.lowrank_update(length)).to(dtype)
+        if self.prompt is not None:
+            prompt = self.prompt.to(dtype).unsqueeze(0).expand(batch, -1, -1)
+            inputs_embeds = torch.cat([prompt, inputs_embeds], dim=1)
+            ones = attention_mask.new_ones(batch, self.dept_config.num_virtual_tokens)
+            attention_mask = torch.cat([ones, attention_mask], dim=1)
+        return inputs_embeds, attention_mask
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Run the base model on the DePT-modified input; returns the base model's output object."""
+        embeds, mask = self.prepare_inputs(input_ids, attention_mask, inputs_embeds)
+        return self.base_model(inputs_embeds=embeds, attention_mask=mask, labels=labels, **kwargs)
+
+    @torch.no_grad()
+    def generate(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        **generation_kwargs: Any,
+    ) -> torch.Tensor:
+        """The base model's ``generate`` with the prompt on the encoder side; every HF generation option works."""
+        embeds, mask = self.prepare_inputs(input_ids, attention_mask, inputs_embeds)
+        return self.base_model.generate(inputs_embeds=embeds, attention_mask=mask, **generation_kwargs)
+
+    # ------------------------------------------------------------- parameters
+    def param_groups(self) -> list[dict[str, Any]]:
+        """AdamW groups: the prompt at ``lr_prompt``, A and B at ``lr_lowrank``, trainable modules at ``lr_modules``."""
+        cfg = self.dept_config
+        groups: list[dict[str, Any]] = []
+        if self.prompt is not None and self.prompt.requires_grad:
+            groups.append({"name": "prompt", "params": [self.prompt], "lr": cfg.lr_prompt, "weight_decay": cfg.weight_decay})
+        if self.lowrank_A is not None and self.lowrank_A.requires_grad:
+            groups.append({"name": "lowrank", "params": [self.lowrank_A, self.lowrank_B], "lr": cfg.lr_lowrank, "weight_decay": cfg.weight_decay})
+        module_params = [p for m in self.trainable_modules.values() for p in m.parameters() if p.requires_grad]
+        if module_params:
+            groups.append({"name": "modules", "params": module_params, "lr": cfg.lr_modules, "weight_decay": cfg.weight_decay})
+        return groups
+
+    def trainable_parameters(self) -> dict[str, nn.Parameter]:
+        """Every parameter that receives gradients, by name."""
+        return {name: p for name, p in self.named_parameters() if p.requires_grad}
+
+    def print_trainable_parameters(self) -> None:
+        trainable = sum(p.numel() for p in self.trainable_parameters().values())
+        total = sum(p.numel() for p in self.parameters())
+        print(f"trainable params: {trainable:,d} || all params: {total:,d} || trainable%: {100 * trainable / total:.4f}")
+
+    def set_trainable(self, trainable: bool) -> None:
+        """Freeze (False) or unfreeze (True) the adapter's own parameters and trainable modules."""
+        for tensor in self.adapter_state_dict(keep_vars=True).values():
+            tensor.requires_grad_(trainable)
+
+    # ------------------------------------------------------------ checkpoints
+    def adapter_state_dict(self, keep_vars: bool = False) -> dict[str, torch.Tensor]:
+        """Only what the adapter owns: ``prompt``, ``lowrank_A``, ``lowrank_B`` and ``modules.<name>.<param>``."""
+        state: dict[str, torch.Tensor] = {}
+        for name in ("prompt", "lowrank_A", "lowrank_B"):
+            tensor = getattr(self, name)
+            if tensor is not None:
+                state[name] = tensor if keep_vars else tensor.detach()
+        for module_name, module in self.trainable_modules.items():
+            for key, tensor in module.state_dict(keep_vars=keep_vars).items():
+                state[f"modules.{module_name}.{key}"] = tensor
+        return state
+
+    def load_adapter_state(self, state: dict[str, torch.Tensor], parts: Iterable[str] = PARTS) -> list[str]:
+        """Copy tensors from an adapter state dict into this model; returns the names loaded.
+
+        ``parts`` selects what to transfer: any of ``prompt``, ``lowrank`` (A and B), ``modules``.
+        """
+        parts = set(parts)
+        unknown = parts - set(PARTS)
+        if unknown:
+            raise ValueError(f"unknown adapter parts {sorted(unknown)}; choose from {list(PARTS)}")
+        own = self.adapter_state_dict(keep_vars=True)
+        loaded: list[str] = []
+        for name, value in state.items():
+            part = "prompt" if name == "prompt" else "lowrank" if name.startswith("lowrank_") else "modules"
+            if part not in parts:
+                continue
+            if name not in own:
+                raise ValueError(f"adapter tensor {name!r} has no place in this model (its tensors: {sorted(own)}); check rank, num_virtual_tokens and trainable_modules")
+            if tuple(own[name].shape) != tuple(value.shape):
+                raise ValueError(f"adapter tensor {name!r} has shape {tuple(value.shape)}, this model expects {tuple(own[name].shape)}")
+            with torch.no_grad():
+                own[name].copy_(value.to(own[name].device, own[name].dtype))
+            loaded.append(name)
+        return loaded
+
+    def save_pretrained(self, directory: str | Path) -> Path:
+        """Write ``dept_config.json`` and ``adapter.safetensors`` (atomically) into ``directory``."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        save_tensors_atomic(directory / ADAPTER_FILE, self.adapter_state_dict(), metadata={"format": FORMAT_NAME})
+        write_json_atomic(directory / CONFIG_FILE, {
+            "format": FORMAT_NAME,
+            "format_version": FORMAT_VERSION,
+            "dept": self.dept_config.to_dict(),
+            "base_model": base_model_facts(self.base_model),
+        })
+        return directory
+
+    @classmethod
+    def from_pretrained(cls, base_model: nn.Module, directory: str | Path, is_trainable: bool = False) -> "DePTModel":
+        """Load an adapter written by :meth:`save_pretrained` onto ``base_model``."""
+        meta, state = read_adapter(directory)
+        check_base_model(meta.get("base_model", {}), base_model, directory)
+        model = cls(base_model, DePTConfig.from_dict(meta["dept"]), initialize=False)
+        model.load_adapter_state(state)
+        model.set_trainable(is_trainable)
+        if not is_trainable:
+            model.eval()
+        return model
+
+    @classmethod
+    def from_official(cls, base_model: nn.Module, directory: str | Path) -> "DePTModel":
+        """Import a checkpoint released with the DePT paper (``adapter_config.json`` + ``adapter_model.bin``)."""
+        from dept_vl.dept.official import from_official
+
+        return from_official(cls, base_model, directory)
+
+
+def read_adapter(directory: str | Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """Read (metadata, tensors) of a saved adapter, with clear errors for missing or foreign files."""
+    from safetensors.torch import load_file
+
+    directory = Path(directory)
+    config_path, adapter_path = directory / CONFIG_FILE, directory / ADAPTER_FILE
+    if not config_path.is_file() or not adapter_path.is_file():
+        hint = " (a checkpoint released with the paper? use DePTModel.from_official or `dept-vl import-official`)" if (directory / "adapter_model.bin").exists() else ""
+        raise FileNotFoundError(f"{directory} is not a dept-vl adapter: expected {CONFIG_FILE} and {ADAPTER_FILE}{hint}")
+    meta = json.loads(config_path.read_text())
+    if meta.get("format") != FORMAT_NAME:
+        raise ValueError(f"{config_path} has format {meta.get('format')!r}, expected {FORMAT_NAME!r}")
+    return meta, load_file(str(adapter_path))
+
+
+def check_base_model(facts: dict[str, Any], base_model: nn.Module, source: Any) -> None:
+    """Raise if ``base_model`` differs in shape from the one an adapter was trained on."""
+    actual = base_model_facts(base_model)
+    for key in ("d_model", "vocab_size"):
+        if key in facts and int(facts[key]) != actual[key]:
+            raise ValueError(
+                f"adapter {source} was trained on a base model with {key}={facts[key]} "
+                f"({facts.get('name_or_path') or 'unnamed'}), but this base model has {key}={actual[key]} "
+                f"({actual['name_or_path'] or 'unnamed'}); load it onto the base model it was trained with"
+            )

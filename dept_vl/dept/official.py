@@ -1,0 +1,81 @@
+"""Import of the checkpoints released with the DePT paper (an old peft fork's PROMPT_TUNING_LORA format)."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from dept_vl.dept.config import DePTConfig
+
+OFFICIAL_CONFIG = "adapter_config.json"
+OFFICIAL_WEIGHTS = "adapter_model.bin"
+OFFICIAL_PEFT_TYPE = "PROMPT_TUNING_LORA"
+# their tensor names -> ours
+TENSOR_NAMES = {
+    "prompt_embeddings": "prompt",
+    "prompt_encoder.lora_embedding_A": "lowrank_A",
+    "prompt_encoder.lora_embedding_B": "lowrank_B",
+}
+
+
+def read_official(directory: str | Path) -> tuple[DePTConfig, dict[str, torch.Tensor], dict[str, Any]]:
+    """Read a released checkpoint: (our config, our-named tensors, their raw config).
+
+    The ``.bin`` is a foreign pickle, so it is loaded with ``weights_only=True`` (tensors only, no code).
+    """
+    directory = Path(directory)
+    config_path, weights_path = directory / OFFICIAL_CONFIG, directory / OFFICIAL_WEIGHTS
+    for path in (config_path, weights_path):
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} not found: a DePT checkpoint folder holds {OFFICIAL_CONFIG} and {OFFICIAL_WEIGHTS}")
+    raw = json.loads(config_path.read_text())
+    if raw.get("peft_type") != OFFICIAL_PEFT_TYPE:
+        raise ValueError(f"{config_path}: peft_type is {raw.get('peft_type')!r}, expected {OFFICIAL_PEFT_TYPE!r} (a DePT checkpoint)")
+    init = str(raw.get("prompt_tuning_init", "TEXT")).lower()
+    config = DePTConfig(
+        num_virtual_tokens=int(raw["num_virtual_tokens"]),
+        rank=int(raw.get("r", 0)),
+        max_length=int(raw.get("max_length", 256)),
+        alpha=float(raw.get("lora_alpha", 8)),
+        init=init if init in ("text", "random") else "random",
+        init_text=raw.get("prompt_tuning_init_text") or None if init == "text" else None,
+    )
+    if config.init == "text" and not config.init_text:
+        config.init = "random"
+    state = torch.load(weights_path, map_location="cpu", weights_only=True)
+    tensors = {TENSOR_NAMES[k]: v.float() for k, v in state.items() if k in TENSOR_NAMES}
+    if "prompt" not in tensors:
+        raise ValueError(f"{weights_path} holds no prompt_embeddings (keys: {sorted(state)}); is it a DePT checkpoint?")
+    return config, tensors, raw
+
+
+def from_official(cls: type, base_model: nn.Module, directory: str | Path):
+    """Build ``cls`` (DePTModel) on ``base_model`` from a released checkpoint.
+
+    A checkpoint holding only ``prompt_embeddings`` imports with A and B at their initialisation (B = 0, so
+    the offset is zero) and a warning.
+    """
+    config, tensors, raw = read_official(directory)
+    d_model = int(base_model.get_input_embeddings().weight.shape[1])
+    token_dim = int(raw.get("token_dim", tensors["prompt"].shape[1]))
+    if token_dim != d_model:
+        raise ValueError(
+            f"checkpoint {directory} was trained on a base with d_model={token_dim} "
+            f"({raw.get('base_model_name_or_path', 'unknown')}), but this base model has d_model={d_model}"
+        )
+    model = cls(base_model, config, initialize=False)
+    if config.rank > 0 and ("lowrank_A" not in tensors or "lowrank_B" not in tensors):
+        warnings.warn(
+            f"{directory} holds prompt_embeddings only: A and B keep their initialisation (B = 0, so A @ B = 0); "
+            "the imported adapter acts as prompt tuning until it is trained",
+            stacklevel=2,
+        )
+        tensors = {"prompt": tensors["prompt"]}
+    model.load_adapter_state(tensors)
+    model.base_model_name = raw.get("base_model_name_or_path")
+    return model

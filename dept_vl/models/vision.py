@@ -1,0 +1,153 @@
+"""The vision side: loading images, timm's preprocessing, patch tokens of a frozen encoder, the projection."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from pathlib import Path
+from typing import Any, Union
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+ImageLike = Union["PIL.Image.Image", str, Path]  # noqa: F821
+PROJECTIONS = ("linear", "mlp")
+
+
+def to_rgb(image: Any) -> Any:
+    """Return ``image`` as a 3-channel RGB PIL image.
+
+    Grayscale (``L``, ``1``, ``I``, ``F``), palette, CMYK and YCbCr images are converted with PIL's
+    ``convert("RGB")``; images with transparency (``RGBA``, ``LA``, ``PA``, palette with a
+    transparent colour) are composited onto a white background first, so transparent pixels do not
+    turn black.
+    """
+    from PIL import Image
+
+    if not isinstance(image, Image.Image):
+        raise TypeError(f"expected a PIL image, got {type(image).__name__}; open files with dept_vl.models.load_image(path)")
+    if image.mode == "RGB":
+        return image
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def load_image(path: str | Path) -> Any:
+    """Open an image file fully (so a corrupt file fails here, naming the path) and convert it to RGB."""
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"image file {path} does not exist")
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return to_rgb(image)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        raise ValueError(f"cannot read image file {path}: {err}; the file is corrupt or not an image, re-create or drop it") from err
+
+
+class ImageTransform:
+    """PIL image (or image path) -> normalised tensor (C, H, W), built from the timm encoder's data config.
+
+    Every image is converted to RGB first (see :func:`to_rgb`); sizes, crop, interpolation and the
+    normalisation constants come from ``timm.data.resolve_data_config({}, model=encoder)``.
+    """
+
+    def __init__(self, encoder: nn.Module):
+        from timm.data import create_transform, resolve_data_config
+
+        self.data_config: dict[str, Any] = dict(resolve_data_config({}, model=encoder))
+        self.transform = create_transform(**self.data_config)
+
+    @property
+    def input_size(self) -> tuple[int, int, int]:
+        return tuple(int(v) for v in self.data_config["input_size"])  # type: ignore[return-value]
+
+    def fingerprint(self) -> str:
+        """A short hash of the preprocessing (feature caches key on it)."""
+        text = json.dumps({k: str(v) for k, v in sorted(self.data_config.items())}) + repr(self.transform)
+        return hashlib.sha1(text.encode()).hexdigest()[:12]
+
+    def __call__(self, image: ImageLike) -> torch.Tensor:
+        if isinstance(image, (str, Path)):
+            image = load_image(image)
+        return self.transform(to_rgb(image))
+
+    def __repr__(self) -> str:
+        return f"ImageTransform({self.data_config})"
+
+
+def create_image_encoder(name: str, pretrained: bool = False, **kwargs: Any) -> nn.Module:
+    """``timm.create_model(name, pretrained=..., num_classes=0, **kwargs)``: a headless feature extractor."""
+    import timm
+
+    kwargs.setdefault("num_classes", 0)
+    try:
+        return timm.create_model(name, pretrained=pretrained, **kwargs)
+    except RuntimeError as err:
+        if "Unknown model" in str(err):
+            raise ValueError(f"timm has no image encoder named {name!r}; see timm.list_models('vit_*')") from err
+        raise
+
+
+def grid_of(encoder: nn.Module, num_tokens: int) -> tuple[int, int]:
+    """The (rows, cols) patch grid behind ``num_tokens`` patch tokens."""
+    grid = getattr(getattr(encoder, "patch_embed", None), "grid_size", None)
+    if grid is not None and int(grid[0]) * int(grid[1]) == num_tokens:
+        return int(grid[0]), int(grid[1])
+    side = math.isqrt(num_tokens)
+    if side * side != num_tokens:
+        raise ValueError(f"cannot pool {num_tokens} patch tokens: they do not form a square grid; set pool_size=None")
+    return side, side
+
+
+def patch_tokens(
+    encoder: nn.Module, pixel_values: torch.Tensor, keep_prefix_tokens: bool = False, pool_size: int | None = None
+) -> torch.Tensor:
+    """Tokens (B, N, width) from ``encoder.forward_features``.
+
+    ViT-style outputs (B, T, D) lose their class/register tokens unless ``keep_prefix_tokens``; CNN
+    feature maps (B, C, H, W) become H*W tokens. ``pool_size`` average-pools the patch grid to
+    ``pool_size x pool_size`` tokens (prefix tokens, when kept, stay in front, unpooled).
+    """
+    features = encoder.forward_features(pixel_values)
+    prefix = features[:, :0]
+    if features.dim() == 4:  # CNN feature map: B, C, H, W
+        grid = features
+    elif features.dim() == 3:
+        n_prefix = int(getattr(encoder, "num_prefix_tokens", 0))
+        prefix, tokens = features[:, :n_prefix], features[:, n_prefix:]
+        if pool_size is None:
+            return torch.cat([prefix, tokens], dim=1) if keep_prefix_tokens else tokens
+        rows, cols = grid_of(encoder, tokens.shape[1])
+        grid = tokens.transpose(1, 2).reshape(tokens.shape[0], tokens.shape[2], rows, cols)
+    else:
+        raise ValueError(f"image encoder returned features of shape {tuple(features.shape)}; expected (B, T, D) or (B, C, H, W)")
+    if pool_size is not None:
+        grid = F.adaptive_avg_pool2d(grid, pool_size)
+    tokens = grid.flatten(2).transpose(1, 2)
+    return torch.cat([prefix, tokens], dim=1) if keep_prefix_tokens else tokens
+
+
+class VisualProjection(nn.Module):
+    """Image width -> d_model: ``Linear + LayerNorm`` (VL-T5) or a 2-layer MLP (``Linear, GELU, Linear``) + LayerNorm."""
+
+    def __init__(self, in_features: int, d_model: int, kind: str = "linear"):
+        super().__init__()
+        if kind not in PROJECTIONS:
+            raise ValueError(f"projection={kind!r} is unknown; choose one of {', '.join(PROJECTIONS)}")
+        self.kind = kind
+        if kind == "linear":
+            self.proj = nn.Linear(in_features, d_model)
+        else:
+            self.proj = nn.Sequential(nn.Linear(in_features, d_model), nn.GELU(), nn.Linear(d_model, d_model))
+        self.norm = nn.LayerNorm(d_model)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.proj(features))
