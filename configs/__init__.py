@@ -1,0 +1,1 @@
+"""Recipes (YAML run configs), installed as ``dept_vl.recipes``: ``dept-vl pretrain --config shapes_pretrain``."""

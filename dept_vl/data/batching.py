@@ -1,0 +1,142 @@
+"""From examples to tensors: collation with dynamic padding, length-grouped batch plans, mixture sampling."""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import torch
+
+from dept_vl.data.example import Example
+
+
+@dataclass
+class Collator:
+    """Tokenise a list of examples into one batch, padded to its own longest input (dynamic padding).
+
+    Images come either as ``pixel_values`` (through ``image_transform``) or, when ``image_features`` maps
+    image ids to cached encoder outputs, as ``image_features``. A batch must be all-image or all-text.
+    """
+
+    tokenizer: Any
+    max_input_length: int
+    max_target_length: int = 32
+    image_transform: Callable[[Any], torch.Tensor] | None = None
+    image_features: dict[str, torch.Tensor] | None = None
+    load_image: Callable[[Any], Any] | None = None
+
+    def __call__(self, examples: Sequence[Example], with_labels: bool = True) -> dict[str, torch.Tensor]:
+        enc = self.tokenizer(
+            [e.input_text for e in examples], padding="longest", truncation=True,
+            max_length=self.max_input_length, return_tensors="pt",
+        )
+        batch = {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
+        if with_labels:
+            dec = self.tokenizer(
+                [e.target_text for e in examples], padding="longest", truncation=True,
+                max_length=self.max_target_length, return_tensors="pt",
+            )
+            labels = dec["input_ids"].masked_fill(dec["attention_mask"] == 0, -100)
+            batch["labels"] = labels
+        with_image = [e.has_image for e in examples]
+        if any(with_image):
+            if not all(with_image):
+                ids = [e.id for e in examples if not e.has_image][:3]
+                raise ValueError(f"a batch mixes examples with and without images (e.g. {ids}); group them by task")
+            batch.update(self.images(examples))
+        return batch
+
+    def images(self, examples: Sequence[Example]) -> dict[str, torch.Tensor]:
+        if self.image_features is not None and all(e.image_id in self.image_features for e in examples):
+            return {"image_features": torch.stack([self.image_features[e.image_id] for e in examples])}
+        if self.image_transform is None:
+            raise ValueError("examples have images but the collator has no image_transform (use the model's)")
+        load = self.load_image or (lambda image: image)
+        return {"pixel_values": torch.stack([self.image_transform(load(e.image)) for e in examples])}
+
+
+def length_grouped_order(lengths: Sequence[int], batch_size: int, rng: random.Random, group: int = 32) -> list[list[int]]:
+    """Shuffle, then sort by length inside windows of ``group`` batches, and shuffle the batches.
+
+    Batches hold inputs of similar length (so dynamic padding pads little) while their order stays random.
+    """
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    window = batch_size * group
+    batches: list[list[int]] = []
+    for start in range(0, len(order), window):
+        chunk = sorted(order[start : start + window], key=lambda i: lengths[i])
+        batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
+def mixture_rates(sizes: dict[str, int], mixing: str = "proportional", cap: int = 10000, temperature: float = 2.0) -> dict[str, float]:
+    """Sampling rate of each task: examples-proportional with a cap, or temperature-scaled (T5's mixing)."""
+    if not sizes:
+        raise ValueError("a mixture needs at least one task")
+    if mixing == "proportional":
+        weights = {name: min(n, cap) for name, n in sizes.items()}
+    elif mixing == "temperature":
+        weights = {name: min(n, cap) ** (1.0 / temperature) for name, n in sizes.items()}
+    else:
+        raise ValueError(f"data.mixing={mixing!r} is unknown; choose 'proportional' or 'temperature'")
+    total = sum(weights.values())
+    return {name: w / total for name, w in weights.items()}
+
+
+def plan_batches(
+    pools: dict[str, Sequence[int]],
+    rates: dict[str, float],
+    num_batches: int,
+    batch_size: int,
+    seed: int,
+    length_grouping: bool = True,
+) -> list[list[tuple[str, int]]]:
+    """The whole run's batches, decided up front from the seed: a list of ``(task, example index)`` lists.
+
+    Each task's pool (its examples' input lengths) is read in shuffled epochs; each example's task is
+    drawn by ``rates``; batches are length-grouped. Resuming at step n means starting at batch n, so a
+    resumed run sees exactly the data of an uninterrupted one. Batches never mix tasks with and without
+    images: each batch is drawn from one task chosen by ``rates`` when ``pools`` mixes them.
+    """
+    rng = random.Random(seed)
+    names = sorted(pools)
+    empty = [n for n in names if len(pools[n]) == 0]
+    if empty:
+        raise ValueError(f"task(s) {empty} have no training examples")
+    streams = {n: _epochs(len(pools[n]), rng) for n in names}
+    weights = [rates[n] for n in names]
+    batches: list[list[tuple[str, int]]] = []
+    group = 32
+    while len(batches) < num_batches:
+        window: dict[str, list[int]] = {n: [] for n in names}
+        for _ in range(group):
+            task = rng.choices(names, weights)[0]
+            window[task] += [next(streams[task]) for _ in range(batch_size)]
+        chunk: list[list[tuple[str, int]]] = []
+        for task, indices in window.items():
+            if length_grouping:
+                indices = sorted(indices, key=lambda i: pools[task][i])
+            chunk += [[(task, i) for i in indices[j : j + batch_size]] for j in range(0, len(indices), batch_size)]
+        rng.shuffle(chunk)
+        batches += chunk
+    return batches[:num_batches]
+
+
+def _epochs(n: int, rng: random.Random):
+    while True:
+        order = list(range(n))
+        rng.shuffle(order)
+        yield from order
+
+
+def shard(items: Sequence[Any], index: int, count: int) -> list[Any]:
+    """This process's share of ``items`` (every item in exactly one shard)."""
+    return list(items[index::count])
+
+
+def num_batches(n: int, batch_size: int) -> int:
+    return math.ceil(n / batch_size)

@@ -1,0 +1,126 @@
+"""`dept-vl demo`: the whole mission offline — world, frozen backbone, source stage, k-shot transfer, report."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from dept_vl.config import RunConfig, load_config
+from dept_vl.io import write_json_atomic
+
+# (a), (b), (c) of the demo: DePT from the source adapter, DePT from scratch, prompt tuning from its own source.
+ARMS = {"dept-transfer": ("dept", "source_dept"), "dept-scratch": ("dept", None), "pt-transfer": ("prompt_tuning", "source_pt")}
+# one target of each family by default; --full runs every target task
+DEFAULT_TARGETS = ["shapes_count", "shapes_spatial", "shapes_caption_short", "shapes_para"]
+
+
+@dataclasses.dataclass
+class DemoSettings:
+    out: str = "runs/demo"
+    targets: list[str] = dataclasses.field(default_factory=lambda: list(DEFAULT_TARGETS))
+    k: list[int] = dataclasses.field(default_factory=lambda: [4, 16, 32])
+    seeds: list[int] = dataclasses.field(default_factory=lambda: [0, 1, 2])
+    source_steps: int = 1500
+    target_steps: int = 100
+    source_train_size: int = 4000
+    source_eval_size: int = 300
+    target_eval_size: int = 1000
+    target_pool_size: int = 2000
+    rebuild_backbone: bool = False
+
+    @classmethod
+    def fast(cls, out: str) -> "DemoSettings":
+        """A smoke version for tests: every stage, tiny sizes."""
+        return cls(out=out, targets=["shapes_count", "shapes_para"], k=[4, 8], seeds=[0, 1], source_steps=12,
+                   target_steps=6, source_train_size=200, source_eval_size=24, target_eval_size=40, target_pool_size=120)
+
+
+def _recipe(name: str, overrides: list[str]) -> RunConfig:
+    from dept_vl.recipes import recipe_path
+
+    return load_config(recipe_path(name), overrides)
+
+
+def run_demo(settings: DemoSettings, full: bool = False) -> dict[str, Any]:
+    from dept_vl.data.registry import get_task, list_tasks
+    from dept_vl.demo.backbone import resolve_backbone
+    from dept_vl.demo.report import write_report
+    from dept_vl.train.adapt import run_adapt
+    from dept_vl.train.pretrain import run_pretrain
+
+    out = Path(settings.out)
+    out.mkdir(parents=True, exist_ok=True)
+    timings: dict[str, float] = {}
+    targets = [n for n in list_tasks() if get_task(n).family == "shapes" and get_task(n).role == "target"] if full else settings.targets
+
+    t = time.perf_counter()
+    print("[1/5] the synthetic world")
+    for name in targets + ["shapes_color", "shapes_exist"]:
+        get_task(name).load("test", fmt="shifted", size=8)
+    timings["world"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    print("[2/5] the frozen backbone")
+    backbone = resolve_backbone(settings.rebuild_backbone)
+    timings["backbone"] = time.perf_counter() - t
+    common = [f"model.backbone={backbone}"]
+
+    sources = {}
+    for label, method in (("source_dept", "dept"), ("source_pt", "prompt_tuning")):
+        t = time.perf_counter()
+        print(f"[3/5] source stage: {method} on the source tasks")
+        cfg = _recipe("shapes_pretrain", common + [
+            f"method={method}", f"output_dir={out / label}", f"train.max_steps={settings.source_steps}",
+            f"data.train_size={settings.source_train_size}", f"data.eval_size={settings.source_eval_size}",
+            f"train.eval_every={max(1, settings.source_steps // 3)}", f"train.save_every={max(1, settings.source_steps // 3)}",
+            f"train.warmup_steps={min(100, settings.source_steps // 10)}",
+        ])
+        sources[label] = run_pretrain(cfg, show_progress=True)
+        timings[label] = time.perf_counter() - t
+
+    records: list[dict[str, Any]] = []
+    costs: dict[str, dict[str, float]] = {}
+    for task in targets:
+        for arm, (method, source) in ARMS.items():
+            t = time.perf_counter()
+            print(f"[4/5] {task}: {arm}, k={settings.k}, seeds={settings.seeds}")
+            cfg = _recipe("shapes_adapt", common + [
+                f"method={method}", f"output_dir={out / 'adapt' / task / arm}", f"adapt.task={task}",
+                f"adapt.k={settings.k}", f"adapt.seeds={settings.seeds}",
+                f"adapt.source={out / source / 'adapter' if source else 'none'}",
+                f"train.max_steps={settings.target_steps}", f"train.eval_every={max(1, settings.target_steps // 4)}",
+                f"train.warmup_steps={max(1, settings.target_steps // 10)}",
+                f"data.eval_size={settings.target_eval_size}", f"data.train_size={settings.target_pool_size}",
+            ])
+            result = run_adapt(cfg, show_progress=False)
+            for r in result["records"]:
+                r["method"] = arm
+            records += result["records"]
+            timings[f"adapt/{task}/{arm}"] = time.perf_counter() - t
+            runs = result["records"]
+            costs.setdefault(arm, {
+                "trainable_parameters": runs[0]["trainable_parameters"],
+                "step_time_ms": sorted(r["step_time_ms"] for r in runs)[len(runs) // 2],
+                "peak_memory_mb": max(r["peak_memory_mb"] for r in runs),
+                "examples_per_s": sorted(r["examples_per_s"] for r in runs)[len(runs) // 2],
+            })
+    timings["adapt"] = sum(v for k, v in timings.items() if k.startswith("adapt/"))
+
+    print("[5/5] report")
+    t = time.perf_counter()
+    public = [{f: r[f] for f in ("task", "k", "method", "seed", "score", "metric")} for r in records]
+    write_json_atomic(out / "results.json", public)
+    write_json_atomic(out / "results_full.json", records)
+    for label, summary in sources.items():
+        costs.setdefault(label, {})
+    write_json_atomic(out / "costs.json", costs)
+    report = write_report(out, public, costs, sources, timings, backbone)
+    timings["report"] = time.perf_counter() - t
+    timings["total"] = sum(v for k, v in timings.items() if "/" not in k and k != "total")
+    write_json_atomic(out / "timings.json", timings)
+    print(report["headline"])
+    print(f"report: {out / 'report.md'}   results: {out / 'results.json'}   plots: {out / 'plots'}")
+    return {"records": public, "timings": timings, "report": report}

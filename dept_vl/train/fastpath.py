@@ -1,0 +1,324 @@
+"""The fast training path: a frozen base in bf16, compiled loss over a few length buckets, fused AdamW, no host syncs.
+
+The training loop calls these helpers in this order (see ``benchmarks/README.md`` for the measured effect)::
+
+    model = prepare_fast_model(dept_model.cuda(), torch.bfloat16)        # base -> bf16, DePT params stay fp32
+    loss_fn = compile_loss(model, enabled=cfg.compile)                   # torch.compile(mode="reduce-overhead")
+    optimizer = make_optimizer(model.param_groups())                     # fused AdamW on CUDA
+    meter = LossMeter()
+    for batch in loader:                                                 # batches padded to the batch's longest row
+        batch = pad_to_bucket(batch, buckets=64, max_length=cfg.max_length)
+        meter.add(train_step(loss_fn, optimizer, batch, scheduler))      # no .item(): nothing waits for the GPU
+        if step % log_every == 0:
+            log(meter.pop_mean())                                        # the one sync, at logging time
+
+Everything here keeps the training numerics of eager bf16 (same function, same dropout distribution);
+``attention="biased_sdpa"`` changes only the attention kernel, and ``attention_dropout=False`` (which
+does change training) is an explicit opt-in.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+ATTENTION_CHOICES = ("keep", "eager", "sdpa", "biased_sdpa")
+BIASED_SDPA = "dept_biased_sdpa"  # the name registered with transformers' attention interface
+DYNAMIC_KEYS = ("input_ids", "attention_mask", "labels", "decoder_input_ids", "decoder_attention_mask")
+PAD_VALUES = {"input_ids": 0, "attention_mask": 0, "labels": -100, "decoder_attention_mask": 0}
+
+
+# ------------------------------------------------------------------ buckets
+def bucket_length(length: int, buckets: int | Sequence[int] = 64, max_length: int | None = None) -> int:
+    """The padded length for a batch whose longest row has ``length`` tokens.
+
+    Args:
+        length: the batch's longest row.
+        buckets: an int ``k`` (round up to a multiple of ``k``) or a sorted list of allowed lengths.
+        max_length: the cap (DePT's ``s``); a bucket above it is cut down to it.
+
+    Raises:
+        ValueError: ``length`` exceeds ``max_length`` or the largest bucket.
+    """
+    if length < 1:
+        raise ValueError(f"length={length} must be >= 1")
+    if max_length is not None and length > max_length:
+        raise ValueError(f"input length {length} exceeds max_length {max_length}; truncate inputs to {max_length} tokens")
+    if isinstance(buckets, int):
+        if buckets < 1:
+            raise ValueError(f"buckets={buckets} must be >= 1 (a multiple) or a list of lengths")
+        padded = math.ceil(length / buckets) * buckets
+    else:
+        sizes = sorted(int(b) for b in buckets)
+        fitting = [b for b in sizes if b >= length]
+        if not fitting:
+            raise ValueError(f"input length {length} exceeds the largest bucket {sizes[-1] if sizes else None}; add a larger bucket")
+        padded = fitting[0]
+    return min(padded, max_length) if max_length is not None else padded
+
+
+def pad_to_bucket(
+    batch: Mapping[str, Any],
+    buckets: int | Sequence[int] = 64,
+    max_length: int | None = None,
+    keys: Sequence[str] = ("input_ids", "attention_mask"),
+    pad_values: Mapping[str, int] = PAD_VALUES,
+) -> dict[str, Any]:
+    """Right-pad ``keys`` of a (right-padded) batch along dim 1 to ``bucket_length`` of their width.
+
+    Right padding leaves DePT's outputs unchanged at every real token (row i of A @ B meets position i;
+    T5's relative bias ignores right padding), so this changes nothing but the shapes the compiler sees.
+    Call it again with ``keys=("labels",), buckets=8`` to bucket the targets.
+    """
+    out = dict(batch)
+    present = [k for k in keys if isinstance(out.get(k), torch.Tensor)]
+    if not present:
+        return out
+    width = int(out[present[0]].shape[1])
+    target = bucket_length(width, buckets, max_length)
+    for key in present:
+        tensor = out[key]
+        if int(tensor.shape[1]) != width:
+            raise ValueError(f"batch[{key!r}] has width {tensor.shape[1]} but batch[{present[0]!r}] has {width}; pad them together")
+        if target > width:
+            out[key] = F.pad(tensor, (0, target - width), value=pad_values.get(key, 0))
+    return out
+
+
+# ------------------------------------------------------------------ the model
+def biased_sdpa_attention(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float | None = None,
+    dropout: float = 0.0,
+    position_bias: torch.Tensor | None = None,
+    **kwargs: Any,
+) -> tuple[torch.Tensor, None]:
+    """T5-style attention with an additive bias through the fused memory-efficient SDPA kernel (CUDA).
+
+    ``position_bias + attention_mask`` is one additive bias in the model dtype; on CUDA it goes to
+    ``aten._scaled_dot_product_efficient_attention`` (bf16 GEMMs, softmax and dropout fused, nothing of
+    size B x H x L x L saved for backward), instead of the fp32 math path that SDPA picks for T5.
+    On CPU it falls back to ``F.scaled_dot_product_attention`` (same function).
+    """
+    bias = position_bias
+    if attention_mask is not None:
+        if attention_mask.dtype == torch.bool:
+            attention_mask = torch.zeros_like(attention_mask, dtype=query.dtype).masked_fill(~attention_mask, torch.finfo(query.dtype).min)
+        bias = attention_mask if bias is None else bias + attention_mask
+    if bias is not None:
+        bias = bias.to(query.dtype)
+    if query.is_cuda:
+        if bias is not None:
+            # The kernel wants the bias's rows 16-element aligned: pad the key dim, then slice it back.
+            batch, heads, q_len, k_len = query.shape[0], query.shape[1], query.shape[2], key.shape[2]
+            pad = (16 - k_len % 16) % 16
+            bias = F.pad(bias.expand(batch, heads, q_len, k_len), (0, pad))[..., :k_len]
+        out = torch.ops.aten._scaled_dot_product_efficient_attention(
+            query, key, value, bias, query.requires_grad or key.requires_grad or value.requires_grad, dropout, False, scale=scaling
+        )[0]
+    else:
+        out = F.scaled_dot_product_attention(query, key, value, attn_mask=bias, dropout_p=dropout, scale=scaling)
+    return out.transpose(1, 2).contiguous(), None
+
+
+def register_attention() -> str:
+    """Register :func:`biased_sdpa_attention` (and its additive mask) with transformers; returns its name."""
+    from transformers import AttentionInterface, AttentionMaskInterface
+    from transformers.masking_utils import eager_mask
+
+    AttentionInterface.register(BIASED_SDPA, biased_sdpa_attention)
+    AttentionMaskInterface.register(BIASED_SDPA, eager_mask)
+    return BIASED_SDPA
+
+
+def set_attention(model: nn.Module, attention: str) -> None:
+    """Set the attention implementation of every Hugging Face model inside ``model``.
+
+    Args:
+        attention: ``"keep"`` (leave it), ``"eager"``, ``"sdpa"`` or ``"biased_sdpa"`` (see
+            :func:`biased_sdpa_attention`; same numerics as eager up to rounding).
+    """
+    if attention not in ATTENTION_CHOICES:
+        raise ValueError(f"attention={attention!r} is unknown; choose one of {', '.join(ATTENTION_CHOICES)}")
+    if attention == "keep":
+        return
+    name = register_attention() if attention == "biased_sdpa" else attention
+    from transformers import PretrainedConfig
+
+    for module in model.modules():
+        config = getattr(module, "config", None)
+        if isinstance(config, PretrainedConfig):
+            config._attn_implementation = name
+
+
+def disable_attention_dropout(model: nn.Module) -> int:
+    """Opt-in (changes training): zero the attention-probability dropout of every attention module.
+
+    Residual and feed-forward dropout stay as configured. Returns how many modules were changed.
+    """
+    changed = 0
+    for module in model.modules():
+        if type(module).__name__.endswith("Attention") and isinstance(getattr(module, "dropout", None), float):
+            module.dropout = 0.0
+            changed += 1
+    return changed
+
+
+def prepare_fast_model(
+    model: nn.Module,
+    dtype: torch.dtype = torch.bfloat16,
+    *,
+    attention: str = "keep",
+    attention_dropout: bool = True,
+) -> nn.Module:
+    """Cast every frozen parameter and floating buffer to ``dtype``; trainable ones stay float32.
+
+    For a :class:`dept_vl.DePTModel` this runs the base model in ``dtype`` while the prompt, A, B (and any
+    ``trainable_modules``) keep float32 weights and gradients; DePT casts them to the base dtype at the add.
+    Works in place and returns ``model``.
+
+    Args:
+        model: the wrapped model, already on its device.
+        dtype: the dtype of the frozen base (``torch.bfloat16``; ``torch.float32`` leaves it as is).
+        attention: see :func:`set_attention`.
+        attention_dropout: ``False`` switches attention dropout off (opt-in: this changes training).
+    """
+    if dtype not in (torch.bfloat16, torch.float16, torch.float32):
+        raise ValueError(f"dtype={dtype} is not supported; use torch.bfloat16, torch.float16 or torch.float32")
+    for module in model.modules():
+        for name, param in module.named_parameters(recurse=False):
+            if not param.requires_grad and param.is_floating_point() and param.dtype != dtype:
+                param.data = param.data.to(dtype)
+        for name, buffer in module.named_buffers(recurse=False):
+            if buffer is not None and buffer.is_floating_point() and buffer.dtype != dtype:
+                setattr(module, name, buffer.to(dtype))
+    set_attention(model, attention)
+    if not attention_dropout:
+        disable_attention_dropout(model)
+    return model
+
+
+def compile_loss(
+    model: nn.Module,
+    *,
+    enabled: bool = True,
+    mode: str = "reduce-overhead",
+    dynamic: bool = True,
+    backend: str = "inductor",
+    fullgraph: bool = False,
+) -> Callable[..., torch.Tensor]:
+    """``loss_fn(**batch) -> loss``: the model's loss, compiled (or plain with ``enabled=False``).
+
+    Only the scalar loss leaves the compiled region (no logits), so the compiler fuses the cross-entropy
+    and keeps the graph's memory small. With ``dynamic=True`` the width (dim 1) of ``input_ids``,
+    ``attention_mask`` and ``labels`` is marked dynamic: one compilation serves every length bucket, and
+    with ``mode="reduce-overhead"`` one CUDA graph is recorded per bucket on its first steps.
+
+    Args:
+        model: any module whose output has ``.loss`` (DePTModel, a peft model, a plain HF model).
+        enabled: ``False`` returns the eager function (the loop's ``compile=false`` switch).
+        mode: a ``torch.compile`` mode: ``"reduce-overhead"`` (CUDA graphs), ``"default"``,
+            ``"max-autotune-no-cudagraphs"`` (use this one with gradient accumulation), ``"max-autotune"``.
+        dynamic: mark sequence widths dynamic (avoids one recompilation per bucket).
+        backend: ``"inductor"``, or ``"aot_eager"`` / ``"eager"`` to debug tracing on CPU (mode ignored).
+        fullgraph: fail on a graph break instead of splitting the graph.
+    """
+    if mode not in COMPILE_MODES:
+        raise ValueError(f"mode={mode!r} is unknown; choose one of {', '.join(COMPILE_MODES)}")
+
+    def loss_fn(**batch: Any) -> torch.Tensor:
+        return model(**batch).loss
+
+    if not enabled:
+        return loss_fn
+    options: dict[str, Any] = {"backend": backend, "fullgraph": fullgraph}
+    if backend == "inductor":
+        options["mode"] = mode
+    compiled = torch.compile(loss_fn, **options)
+    uses_graphs = backend == "inductor" and mode in ("reduce-overhead", "max-autotune")
+
+    def run(**batch: Any) -> torch.Tensor:
+        if dynamic:
+            for key in DYNAMIC_KEYS:
+                tensor = batch.get(key)
+                if isinstance(tensor, torch.Tensor) and tensor.dim() >= 2:
+                    torch._dynamo.maybe_mark_dynamic(tensor, 1)
+        if uses_graphs:
+            torch.compiler.cudagraph_mark_step_begin()
+        return compiled(**batch)
+
+    return run
+
+
+# ------------------------------------------------------------------ the step
+def make_optimizer(
+    param_groups: Iterable[dict[str, Any]] | Iterable[nn.Parameter],
+    *,
+    fused: bool | None = None,
+    betas: tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-8,
+    lr: float = 1e-3,
+) -> torch.optim.AdamW:
+    """AdamW over ``param_groups`` (e.g. ``DePTModel.param_groups()``, whose lr and weight decay win).
+
+    Args:
+        fused: the fused single-kernel AdamW; ``None`` picks it when every parameter is on CUDA.
+        lr: only for groups that carry no ``lr`` of their own.
+    """
+    groups = list(param_groups)
+    if groups and not isinstance(groups[0], dict):
+        groups = [{"params": groups}]
+    params = [p for g in groups for p in g["params"]]
+    if not params:
+        raise ValueError("make_optimizer: no parameters to optimise (are all of them frozen?)")
+    if fused is None:
+        fused = all(p.is_cuda and p.is_floating_point() for p in params)
+    return torch.optim.AdamW(groups, lr=lr, betas=betas, eps=eps, fused=fused)
+
+
+def train_step(
+    loss_fn: Callable[..., torch.Tensor],
+    optimizer: torch.optim.Optimizer,
+    batch: Mapping[str, Any],
+    scheduler: Any = None,
+    max_grad_norm: float | None = None,
+) -> torch.Tensor:
+    """Forward, backward, (clip,) optimizer step, zero grads; returns the detached loss without waiting for it."""
+    loss = loss_fn(**batch)
+    loss.backward()
+    if max_grad_norm is not None:
+        params = [p for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
+        torch.nn.utils.clip_grad_norm_(params, max_grad_norm, foreach=True)
+    optimizer.step()
+    if scheduler is not None:
+        scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    return loss.detach().clone()  # a copy: a CUDA graph overwrites its outputs on the next replay
+
+
+class LossMeter:
+    """Sums losses on the device; ``pop_mean()`` is the only host sync (call it when logging)."""
+
+    def __init__(self) -> None:
+        self.total: torch.Tensor | None = None
+        self.count = 0
+
+    def add(self, loss: torch.Tensor) -> None:
+        loss = loss.detach().float()
+        self.total = loss.clone() if self.total is None else self.total + loss
+        self.count += 1
+
+    def pop_mean(self) -> float:
+        """The mean since the last call (NaN when empty); resets the meter."""
+        mean = float("nan") if self.total is None else float(self.total) / self.count
+        self.total, self.count = None, 0
+        return mean

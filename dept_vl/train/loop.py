@@ -1,0 +1,221 @@
+"""The one training loop: accelerate for devices and processes, two (or three) learning rates, checkpoints."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+from dept_vl.config import TrainConfig
+from dept_vl.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+
+
+class NonFiniteLoss(RuntimeError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+@dataclass
+class LoopResult:
+    steps: int
+    best_score: float | None
+    best_step: int | None
+    best_state: dict[str, torch.Tensor] | None
+    history: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0
+    examples_per_s: float = 0.0
+    step_time_ms: float = 0.0
+    peak_memory_mb: float = 0.0
+
+
+def make_optimizer(param_groups: list[dict[str, Any]], device: torch.device) -> torch.optim.AdamW:
+    """AdamW over the method's groups (each with its own lr and weight decay); fused on CUDA."""
+    return torch.optim.AdamW(param_groups, fused=device.type == "cuda")
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def train_loop(
+    model: torch.nn.Module,
+    batches: Sequence[Any],
+    collate: Callable[[Any], dict[str, torch.Tensor]],
+    cfg: TrainConfig,
+    accelerator: Any,
+    *,
+    checkpoint_dir: str | Path | None = None,
+    evaluate: Callable[[torch.nn.Module], float] | None = None,
+    on_best: Callable[[torch.nn.Module, float, int], None] | None = None,
+    resume: bool = False,
+    log_file: str | Path | None = None,
+    keep_best_in_memory: bool = False,
+    batch_task: Callable[[Any], str] | None = None,
+    show_progress: bool = True,
+) -> LoopResult:
+    """Train ``model`` on ``batches`` (one entry per optimizer step and micro-batch, already sharded).
+
+    The loss, the NaN check and the per-task losses stay on the device between log points (every
+    ``cfg.log_every`` steps), so the loop never waits on the host inside a step. ``evaluate`` returns the
+    headline score (higher is better) every ``cfg.eval_every`` steps and at the end.
+    """
+    from transformers import get_linear_schedule_with_warmup
+
+    device = accelerator.device
+    optimizer = make_optimizer(model.param_groups(), device)
+    scheduler = get_linear_schedule_with_warmup(optimizer, min(cfg.warmup_steps, cfg.max_steps), cfg.max_steps)
+    trainable = [p for g in optimizer.param_groups for p in g["params"]]
+    wrapped, optimizer = accelerator.prepare(model, optimizer)
+
+    state: dict[str, Any] = {"step": 0, "best_score": None, "best_step": None}
+    if resume and checkpoint_dir is not None and (found := latest_checkpoint(checkpoint_dir)) is not None:
+        state = load_checkpoint(found, model, optimizer, scheduler)
+        accelerator.print(f"resumed from {found} at step {state['step']}")
+    best_state = None
+    history: list[dict[str, Any]] = []
+    logger = open(log_file, "a") if (log_file and accelerator.is_main_process) else None
+    step = state["step"]
+    running = torch.zeros((), device=device)
+    nonfinite = torch.zeros((), dtype=torch.bool, device=device)
+    task_loss: dict[str, torch.Tensor] = {}
+    task_count: dict[str, int] = {}
+    examples, micro_since_log, t_log, t0 = 0, 0, time.perf_counter(), time.perf_counter()
+    step_times: list[float] = []
+    bar = tqdm(total=cfg.max_steps, initial=step, disable=not (show_progress and accelerator.is_main_process), dynamic_ncols=True)
+
+    def checkpoint() -> None:
+        if checkpoint_dir is not None:
+            if accelerator.is_main_process:
+                save_checkpoint(checkpoint_dir, step, model, optimizer, scheduler, state)
+            accelerator.wait_for_everyone()
+
+    def run_eval() -> None:
+        nonlocal best_state
+        score = evaluate(model)
+        improved = state["best_score"] is None or score > state["best_score"]
+        if improved:
+            state["best_score"], state["best_step"] = score, step
+            if keep_best_in_memory:
+                best_state = {k: v.detach().clone() for k, v in model.adapter_state_dict().items()}
+            if on_best is not None:
+                on_best(model, score, step)
+        record = {"step": step, "eval": score, "best": state["best_score"]}
+        history.append(record)
+        if logger:
+            logger.write(json.dumps(record) + "\n")
+        if show_progress:
+            accelerator.print(f"step {step}: eval {score:.4f} (best {state['best_score']:.4f} at step {state['best_step']})")
+
+    try:
+        wrapped.train()
+        while step < cfg.max_steps:
+            t_step = time.perf_counter()
+            for micro in range(cfg.grad_accum):
+                spec = batches[step * cfg.grad_accum + micro]
+                batch = {k: v.to(device, non_blocking=True) for k, v in collate(spec).items()}
+                sync = micro == cfg.grad_accum - 1
+                with accelerator.no_sync(wrapped) if not sync else _null():
+                    loss = wrapped(**batch).loss
+                    accelerator.backward(loss / cfg.grad_accum)
+                detached = loss.detach()
+                running += detached
+                nonfinite |= ~torch.isfinite(detached)
+                if batch_task is not None:
+                    name = batch_task(spec)
+                    task_loss[name] = task_loss.get(name, torch.zeros((), device=device)) + detached
+                    task_count[name] = task_count.get(name, 0) + 1
+                examples += batch["input_ids"].shape[0]
+                micro_since_log += 1
+            if cfg.max_grad_norm and cfg.max_grad_norm > 0:
+                accelerator.clip_grad_norm_(trainable, cfg.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            state["step"] = step
+            step_times.append(time.perf_counter() - t_step)
+            bar.update(1)
+            at_log = step % cfg.log_every == 0 or step == cfg.max_steps
+            at_save = checkpoint_dir is not None and cfg.save_every > 0 and (step % cfg.save_every == 0 or step == cfg.max_steps)
+            if at_log or at_save:
+                if bool(nonfinite):  # the one host sync, only at log and save points
+                    raise NonFiniteLoss(
+                        f"the loss became NaN or infinite before step {step}; lower the learning rates "
+                        f"(dept.lr_prompt, dept.lr_lowrank) or check the data. The last good checkpoint is kept"
+                        + (f" in {checkpoint_dir}" if checkpoint_dir else "")
+                    )
+            if at_log:
+                elapsed = time.perf_counter() - t_log
+                record = {"step": step, "loss": running.item() / micro_since_log, "lr": [g["lr"] for g in optimizer.param_groups],
+                          "step_time_ms": 1000 * elapsed * cfg.grad_accum / micro_since_log,
+                          "examples_per_s": examples / max(elapsed, 1e-9) * accelerator.num_processes}
+                if task_loss:
+                    record["task_loss"] = {k: v.item() / task_count[k] for k, v in task_loss.items()}
+                history.append(record)
+                if logger:
+                    logger.write(json.dumps(record) + "\n")
+                    logger.flush()
+                bar.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{record['lr'][0]:.2g}", ex_s=f"{record['examples_per_s']:.0f}")
+                running.zero_()
+                task_loss.clear()
+                task_count.clear()
+                examples, micro_since_log, t_log = 0, 0, time.perf_counter()
+            if evaluate is not None and (step % cfg.eval_every == 0 or step == cfg.max_steps):
+                wrapped.eval()
+                run_eval()
+                wrapped.train()
+            if at_save:
+                checkpoint()
+    except KeyboardInterrupt:
+        accelerator.print(f"interrupted at step {step}: saving a checkpoint")
+        checkpoint()
+        raise
+    finally:
+        bar.close()
+        if logger:
+            logger.close()
+    seconds = time.perf_counter() - t0
+    median_step = sorted(step_times)[len(step_times) // 2] if step_times else 0.0
+    batch_rows = _batch_rows(batches)
+    return LoopResult(
+        steps=step, best_score=state["best_score"], best_step=state["best_step"], best_state=best_state,
+        history=history, seconds=seconds, step_time_ms=1000 * median_step,
+        examples_per_s=batch_rows * cfg.grad_accum * accelerator.num_processes / median_step if median_step else 0.0,
+        peak_memory_mb=peak_memory_mb(device),
+    )
+
+
+def _batch_rows(batches: Sequence[Any]) -> int:
+    first = batches[0] if len(batches) else []
+    return len(first) if hasattr(first, "__len__") else 1
+
+
+class _null:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def make_accelerator(mixed_precision: str = "no", cpu: bool = False) -> Any:
+    """An Accelerator for this process (DDP under ``accelerate launch``); unused-parameter search on, since
+    trainable modules may sit out a text-only batch."""
+    from accelerate import Accelerator
+    from accelerate.utils import DistributedDataParallelKwargs
+
+    return Accelerator(mixed_precision=mixed_precision, cpu=cpu,
+                       kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
+
+
+def is_finite(value: float) -> bool:
+    return value is not None and math.isfinite(value)
