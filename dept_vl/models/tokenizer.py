@@ -6,8 +6,8 @@ from typing import Any, Iterable
 
 PAD, EOS, UNK = "<pad>", "</s>", "<unk>"
 SPECIAL_TOKENS = (PAD, EOS, UNK)  # ids 0, 1, 2, as in T5
-# Words split on whitespace; ? ! , ; : and a word-final "." become tokens of their own ("3.4" stays whole).
-SPLIT_PATTERN = r"[?!,;:]|\.$"
+# Runs of word characters and single punctuation marks, as dept_vl.data.shapes.split_words splits text.
+SPLIT_PATTERN = r"\w+|[^\w\s]"
 
 
 def _pre_tokenizer() -> Any:
@@ -21,9 +21,10 @@ def _pre_tokenizer() -> Any:
 def word_level_tokenizer(words: Iterable[str]) -> Any:
     """A lower-casing word-level ``PreTrainedTokenizerFast``: pad 0, eos 1, unk 2, then ``words`` in order.
 
-    Every encoding ends with ``</s>`` (like T5); unknown words map to ``<unk>``. Words are lower-cased
-    and pre-tokenized the same way as input text, so any text made of vocabulary words encodes
-    without ``<unk>``. Decoding joins words with spaces and removes the space before punctuation.
+    Every encoding ends with ``</s>`` (like T5); unknown words map to ``<unk>``. Text is lower-cased
+    and split into runs of word characters and single punctuation marks (``"left, ok?"`` -> ``left , ok
+    ?``); vocabulary words are split the same way, so any text made of them encodes without ``<unk>``.
+    Decoding joins tokens with spaces and removes the space before ``. , ? !``.
 
     Args:
         words: the vocabulary (duplicates and special tokens are ignored).

@@ -6,7 +6,7 @@ import hashlib
 import json
 import math
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Sequence, Union
 
 import torch
 import torch.nn.functional as F
@@ -22,7 +22,7 @@ def to_rgb(image: Any) -> Any:
     Grayscale (``L``, ``1``, ``I``, ``F``), palette, CMYK and YCbCr images are converted with PIL's
     ``convert("RGB")``; images with transparency (``RGBA``, ``LA``, ``PA``, palette with a
     transparent colour) are composited onto a white background first, so transparent pixels do not
-    turn black.
+    turn black. 16- and 32-bit grayscale values above 255 are clipped by PIL; rescale such images first.
     """
     from PIL import Image
 
@@ -62,7 +62,8 @@ class ImageTransform:
     def __init__(self, encoder: nn.Module):
         from timm.data import create_transform, resolve_data_config
 
-        self.data_config: dict[str, Any] = dict(resolve_data_config({}, model=encoder))
+        config = resolve_data_config({}, model=encoder)  # lists (a config read from JSON) become tuples
+        self.data_config: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in config.items()}
         self.transform = create_transform(**self.data_config)
 
     @property
@@ -71,7 +72,7 @@ class ImageTransform:
 
     def fingerprint(self) -> str:
         """A short hash of the preprocessing (feature caches key on it)."""
-        text = json.dumps({k: str(v) for k, v in sorted(self.data_config.items())}) + repr(self.transform)
+        text = json.dumps(self.data_config, sort_keys=True, default=str) + repr(self.transform)
         return hashlib.sha1(text.encode()).hexdigest()[:12]
 
     def __call__(self, image: ImageLike) -> torch.Tensor:
@@ -79,8 +80,28 @@ class ImageTransform:
             image = load_image(image)
         return self.transform(to_rgb(image))
 
+    def batch(self, images: Sequence[ImageLike]) -> torch.Tensor:
+        """pixel_values (B, C, H, W) for a list of PIL images or paths."""
+        return torch.stack([self(image) for image in images])
+
     def __repr__(self) -> str:
         return f"ImageTransform({self.data_config})"
+
+
+def stack_with_mask(
+    rows: Sequence[torch.Tensor | None], image_mask: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A list of (C, H, W) tensors with ``None`` for rows without an image -> zero-filled pixel_values + image mask."""
+    rows = list(rows)
+    present = [row for row in rows if row is not None]
+    if not present:
+        raise ValueError("pixel_values is a list of None only; pass pixel_values=None for a text-only batch")
+    filler = torch.zeros_like(present[0])
+    stacked = torch.stack([filler if row is None else row for row in rows])
+    mask = torch.tensor([row is not None for row in rows], device=stacked.device)
+    if image_mask is not None and not torch.equal(image_mask.bool().cpu(), mask.cpu()):
+        raise ValueError("image_mask disagrees with the None rows of pixel_values; pass one or the other")
+    return stacked, mask
 
 
 def create_image_encoder(name: str, pretrained: bool = False, **kwargs: Any) -> nn.Module:
@@ -88,6 +109,13 @@ def create_image_encoder(name: str, pretrained: bool = False, **kwargs: Any) -> 
     import timm
 
     kwargs.setdefault("num_classes", 0)
+    overlay = dict(kwargs.get("pretrained_cfg_overlay") or {})
+    if kwargs.get("img_size") is not None:
+        # The data config (and so image_transform) follows the image size the model is built for.
+        size = kwargs["img_size"]
+        height, width = (size, size) if isinstance(size, int) else tuple(size)
+        overlay["input_size"] = (int(kwargs.get("in_chans", 3)), int(height), int(width))
+        kwargs["pretrained_cfg_overlay"] = overlay
     try:
         return timm.create_model(name, pretrained=pretrained, **kwargs)
     except RuntimeError as err:
@@ -117,8 +145,8 @@ def patch_tokens(
     ``pool_size x pool_size`` tokens (prefix tokens, when kept, stay in front, unpooled).
     """
     features = encoder.forward_features(pixel_values)
-    prefix = features[:, :0]
-    if features.dim() == 4:  # CNN feature map: B, C, H, W
+    prefix: torch.Tensor | None = None
+    if features.dim() == 4:  # CNN feature map: B, C, H, W (no prefix tokens)
         grid = features
     elif features.dim() == 3:
         n_prefix = int(getattr(encoder, "num_prefix_tokens", 0))
@@ -132,7 +160,7 @@ def patch_tokens(
     if pool_size is not None:
         grid = F.adaptive_avg_pool2d(grid, pool_size)
     tokens = grid.flatten(2).transpose(1, 2)
-    return torch.cat([prefix, tokens], dim=1) if keep_prefix_tokens else tokens
+    return torch.cat([prefix, tokens], dim=1) if keep_prefix_tokens and prefix is not None else tokens
 
 
 class VisualProjection(nn.Module):

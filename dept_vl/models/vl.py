@@ -5,12 +5,12 @@ from __future__ import annotations
 import hashlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
-from dept_vl.models.vision import ImageTransform, VisualProjection, patch_tokens
+from dept_vl.models.vision import ImageTransform, VisualProjection, patch_tokens, stack_with_mask
 
 
 @dataclass
@@ -105,7 +105,7 @@ class VLEncoderDecoder(nn.Module):
             tie_word_embeddings=bool(getattr(text_config, "tie_word_embeddings", False)),
             name_or_path=name_or_path or str(getattr(text_config, "_name_or_path", "") or ""),
         )
-        self._weights_fingerprint: str | None = None
+        self._weights_fingerprint: tuple[tuple, str] | None = None
 
     # ------------------------------------------------------------------ facts
     def _encoder_name(self) -> str:
@@ -134,14 +134,17 @@ class VLEncoderDecoder(nn.Module):
     @property
     def feature_key(self) -> str:
         """Identifies the frozen features: encoder name and weights, token options, preprocessing (cache key)."""
-        if self._weights_fingerprint is None:
+        state = sorted(self.image_encoder.state_dict().items())
+        # Hashing every weight is slow for big encoders: redo it only when a tensor was replaced or written to.
+        signature = tuple((t.data_ptr(), t._version, str(t.dtype)) for _, t in state)
+        if self._weights_fingerprint is None or self._weights_fingerprint[0] != signature:
             digest = hashlib.sha1()
-            for name, tensor in sorted(self.image_encoder.state_dict().items()):
+            for name, tensor in state:
                 digest.update(name.encode())
                 digest.update(tensor.detach().float().cpu().numpy().tobytes())
-            self._weights_fingerprint = digest.hexdigest()[:12]
+            self._weights_fingerprint = (signature, digest.hexdigest()[:12])
         return (
-            f"{self.config.image_encoder}|weights={self._weights_fingerprint}|prefix={self.keep_prefix_tokens}"
+            f"{self.config.image_encoder}|weights={self._weights_fingerprint[1]}|prefix={self.keep_prefix_tokens}"
             f"|pool={self.pool_size}|pre={self.image_transform.fingerprint()}"
         )
 
@@ -172,21 +175,6 @@ class VLEncoderDecoder(nn.Module):
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze_image_encoder):
             return patch_tokens(self.image_encoder, pixel_values, self.keep_prefix_tokens, self.pool_size)
 
-    def _image_batch(self, pixel_values: Any, image_mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """A list with ``None`` rows becomes a zero-filled tensor plus an image mask."""
-        if isinstance(pixel_values, torch.Tensor) or pixel_values is None:
-            return pixel_values, image_mask
-        rows = list(pixel_values)
-        present = [row for row in rows if row is not None]
-        if not present:
-            raise ValueError("pixel_values is a list of None only; pass pixel_values=None for a text-only batch")
-        filler = torch.zeros_like(present[0])
-        stacked = torch.stack([filler if row is None else row for row in rows])
-        mask = torch.tensor([row is not None for row in rows], device=stacked.device)
-        if image_mask is not None and not torch.equal(image_mask.bool().cpu(), mask.cpu()):
-            raise ValueError("image_mask disagrees with the None rows of pixel_values; pass one or the other")
-        return stacked, mask
-
     def visual_tokens(
         self,
         batch_size: int,
@@ -201,7 +189,8 @@ class VLEncoderDecoder(nn.Module):
         """
         if pixel_values is not None and image_features is not None:
             raise ValueError("pass pixel_values or image_features (cached encoder output), not both")
-        pixel_values, image_mask = self._image_batch(pixel_values, image_mask)
+        if pixel_values is not None and not isinstance(pixel_values, torch.Tensor):
+            pixel_values, image_mask = stack_with_mask(pixel_values, image_mask)
         if pixel_values is None and image_features is None:
             if image_mask is not None and bool(image_mask.any()):
                 raise ValueError("image_mask marks rows with images, but neither pixel_values nor image_features was given")
@@ -317,11 +306,11 @@ class VLEncoderDecoder(nn.Module):
         return self.text_model.generate(encoder_outputs=encoder_outputs, attention_mask=mask, **generation_kwargs)
 
     # --------------------------------------------------------------- backbone
-    def save_backbone(self, directory: str | Path) -> Path:
-        """Write every weight (``backbone.safetensors``), the preset spec (``backbone.json``) and the tokenizer."""
+    def save_backbone(self, directory: str | Path, extra: dict[str, Any] | None = None) -> Path:
+        """Write every weight (``backbone.safetensors``), the spec (``backbone.json``, plus ``extra``) and the tokenizer."""
         from dept_vl.models.backbone import save_backbone
 
-        return save_backbone(self, directory)
+        return save_backbone(self, directory, extra=extra)
 
     @classmethod
     def from_backbone(cls, directory: str | Path, device: str | torch.device | None = None) -> "VLEncoderDecoder":
@@ -330,7 +319,3 @@ class VLEncoderDecoder(nn.Module):
 
         return load_backbone(directory, device=device)
 
-
-def images_to_pixels(model: VLEncoderDecoder, images: Sequence[Any]) -> torch.Tensor:
-    """Stack ``model.image_transform`` of PIL images or paths into pixel_values (B, C, H, W)."""
-    return torch.stack([model.image_transform(image) for image in images])

@@ -1,0 +1,23 @@
+"""The backbone: a timm image encoder + a Hugging Face text encoder-decoder, presets, and a feature cache."""
+
+from dept_vl.models.feature_cache import VisionFeatureCache
+from dept_vl.models.presets import VLModelSpec, build_vl_model, get_preset, list_presets, register_preset
+from dept_vl.models.tokenizer import word_level_tokenizer
+from dept_vl.models.vision import ImageTransform, VisualProjection, load_image, to_rgb
+from dept_vl.models.vl import VLConfig, VLEncoderDecoder
+
+__all__ = [
+    "ImageTransform",
+    "VLConfig",
+    "VLEncoderDecoder",
+    "VLModelSpec",
+    "VisionFeatureCache",
+    "VisualProjection",
+    "build_vl_model",
+    "get_preset",
+    "list_presets",
+    "load_image",
+    "register_preset",
+    "to_rgb",
+    "word_level_tokenizer",
+]

@@ -1,0 +1,222 @@
+"""The one registry of model presets: ``build_vl_model("tiny")``, ``list_presets()``, ``register_preset``."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from dept_vl.models.vl import VLEncoderDecoder
+
+WORD_LEVEL = "word-level"
+NO_TOKENIZER = "none"
+
+
+@dataclass
+class VLModelSpec:
+    """Everything needed to build a :class:`VLEncoderDecoder` (also what ``save_backbone`` writes).
+
+    The text model is built from ``text_config`` (a config dict with ``model_type``, random weights,
+    offline) when given, else loaded with ``AutoModelForSeq2SeqLM.from_pretrained(text_model)``.
+    """
+
+    name: str = "custom"
+    text_model: str | None = field(default=None, metadata={"help": "hub name or path for from_pretrained"})
+    text_config: dict[str, Any] | None = field(default=None, metadata={"help": "config dict (model_type + fields): build offline"})
+    image_encoder: str | None = field(default=None, metadata={"help": "timm model name, e.g. vit_base_patch16_clip_224.openai"})
+    image_encoder_kwargs: dict[str, Any] = field(default_factory=dict, metadata={"help": "extra timm.create_model arguments"})
+    image_pretrained: bool = field(default=True, metadata={"help": "download timm's pretrained weights"})
+    keep_prefix_tokens: bool = field(default=False, metadata={"help": "keep the class/register tokens"})
+    pool_size: int | None = field(default=None, metadata={"help": "pool the patch grid to pool_size x pool_size tokens"})
+    projection: str = field(default="linear", metadata={"help": "'linear' (Linear + LayerNorm) or 'mlp'"})
+    freeze_image_encoder: bool = field(default=True, metadata={"help": "frozen and in eval mode"})
+    tokenizer: str | None = field(default=None, metadata={"help": "'word-level', a hub name/path, 'none', or None (= text_model's)"})
+    vocabulary: list[str] | None = field(default=None, metadata={"help": "words of the word-level tokenizer (None: the synthetic world's)"})
+
+    def __post_init__(self) -> None:
+        if not self.text_model and not self.text_config:
+            raise ValueError(f"model spec {self.name!r} needs text_model (a hub name) or text_config (a config dict)")
+        if self.text_config and "model_type" not in self.text_config:
+            raise ValueError(f"text_config of model spec {self.name!r} needs a 'model_type' (e.g. 't5' or 'bart')")
+        if not self.image_encoder:
+            raise ValueError(f"model spec {self.name!r} needs image_encoder (a timm model name)")
+        if self.pool_size is not None and self.pool_size < 1:
+            raise ValueError(f"pool_size={self.pool_size} must be >= 1 or None")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "VLModelSpec":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown model spec keys {unknown}; known keys: {sorted(known)}")
+        return cls(**data)
+
+
+_PRESETS: dict[str, Callable[[], VLModelSpec]] = {}
+
+
+def register_preset(name: str, spec: VLModelSpec | Callable[[], VLModelSpec], *, overwrite: bool = False) -> None:
+    """Add a preset: a :class:`VLModelSpec` or a function returning one."""
+    if name in _PRESETS and not overwrite:
+        raise ValueError(f"preset {name!r} is already registered; pass overwrite=True to replace it")
+    _PRESETS[name] = spec if callable(spec) and not isinstance(spec, VLModelSpec) else (lambda: spec)  # type: ignore[misc]
+
+
+def list_presets() -> list[str]:
+    """Names of every registered preset, sorted."""
+    return sorted(_PRESETS)
+
+
+def get_preset(name: str) -> VLModelSpec:
+    """The spec of a registered preset (a fresh copy)."""
+    if name not in _PRESETS:
+        raise ValueError(f"unknown model preset {name!r}; registered presets: {', '.join(list_presets())}")
+    spec = copy.deepcopy(_PRESETS[name]())
+    return dataclasses.replace(spec, name=name)
+
+
+def resolve_spec(preset: str | None = None, **overrides: Any) -> VLModelSpec:
+    """A preset's spec with ``overrides`` applied.
+
+    ``text_config`` is merged into the preset's (same ``model_type``) and ``image_encoder_kwargs`` too
+    (same ``image_encoder``); a new text model type or image encoder starts from the given dict alone.
+    Other fields are replaced.
+
+    With ``preset=None`` the spec is built from the overrides alone, e.g.
+    ``resolve_spec(text_model="t5-small", image_encoder="vit_small_patch16_224")``.
+    """
+    known = {f.name for f in dataclasses.fields(VLModelSpec)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ValueError(f"unknown model option(s) {unknown}; choose from {sorted(known)}")
+    if preset is None:
+        return VLModelSpec(**overrides)
+    base = get_preset(preset)
+    new_encoder = overrides.get("image_encoder", base.image_encoder) != base.image_encoder
+    if new_encoder:  # another timm model: the preset's encoder arguments do not apply to it
+        overrides.setdefault("image_encoder_kwargs", {})
+    elif isinstance(overrides.get("image_encoder_kwargs"), dict):
+        overrides["image_encoder_kwargs"] = {**base.image_encoder_kwargs, **overrides["image_encoder_kwargs"]}
+    text = overrides.get("text_config")
+    if isinstance(text, dict) and base.text_config and text.get("model_type", base.text_config["model_type"]) == base.text_config["model_type"]:
+        overrides["text_config"] = {**base.text_config, **text}
+    return dataclasses.replace(base, **overrides)
+
+
+def build_vl_model(preset: str | None = None, **overrides: Any) -> VLEncoderDecoder:
+    """Build a :class:`VLEncoderDecoder` from a registered preset or explicit names.
+
+    ``preset=None`` means ``"tiny"``, unless the overrides name a text model (``text_model`` or
+    ``text_config``): then the spec is made of the overrides alone.
+
+    Examples: ``build_vl_model("tiny")``, ``build_vl_model("t5-base+vit-b16-clip", pool_size=None)``,
+    ``build_vl_model(text_model="t5-small", image_encoder="vit_small_patch16_224.augreg_in21k_ft_in1k")``.
+    """
+    if preset is None and "text_model" not in overrides and "text_config" not in overrides:
+        preset = "tiny"
+    return build_from_spec(resolve_spec(preset, **overrides))
+
+
+def build_tokenizer(spec: VLModelSpec) -> Any:
+    """The spec's tokenizer: word-level (offline), from the hub, or None."""
+    name = spec.tokenizer if spec.tokenizer is not None else spec.text_model
+    if name is None or name == NO_TOKENIZER:
+        return None
+    if name == WORD_LEVEL:
+        from dept_vl.models.tokenizer import word_level_tokenizer
+
+        words = spec.vocabulary
+        if words is None:
+            try:  # the synthetic world's words, imported only when needed
+                from dept_vl.data.shapes import vocabulary
+            except ImportError as err:
+                raise ImportError(
+                    f"preset {spec.name!r} takes its words from dept_vl.data.shapes.vocabulary(), which failed to "
+                    f"import ({err}); pass vocabulary=[...] to build_vl_model"
+                ) from err
+            words = list(vocabulary())
+        return word_level_tokenizer(words)
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(name)
+
+
+def build_text_model(spec: VLModelSpec, tokenizer: Any) -> Any:
+    from transformers import AutoConfig, AutoModelForSeq2SeqLM
+
+    if not spec.text_config:
+        return AutoModelForSeq2SeqLM.from_pretrained(spec.text_model)
+    values = dict(spec.text_config)
+    if spec.tokenizer == WORD_LEVEL and tokenizer is not None:
+        values["vocab_size"] = len(tokenizer)
+    config_class = type(AutoConfig.for_model(values["model_type"]))
+    config = config_class.from_dict({k: v for k, v in values.items() if k not in ("model_type", "transformers_version")})
+    if spec.text_model:
+        config._name_or_path = spec.text_model
+    return AutoModelForSeq2SeqLM.from_config(config)
+
+
+def build_from_spec(spec: VLModelSpec) -> VLEncoderDecoder:
+    """Instantiate a spec (downloads only what it names on the hub)."""
+    from dept_vl.models.vision import create_image_encoder
+
+    tokenizer = build_tokenizer(spec)
+    if spec.tokenizer == WORD_LEVEL and spec.vocabulary is None and tokenizer is not None:
+        from dept_vl.models.tokenizer import tokenizer_vocabulary
+
+        spec = dataclasses.replace(spec, vocabulary=tokenizer_vocabulary(tokenizer))  # saved with the backbone
+    text_model = build_text_model(spec, tokenizer)
+    image_encoder = create_image_encoder(spec.image_encoder, spec.image_pretrained, **spec.image_encoder_kwargs)
+    return VLEncoderDecoder(
+        text_model,
+        image_encoder,
+        projection=spec.projection,
+        keep_prefix_tokens=spec.keep_prefix_tokens,
+        pool_size=spec.pool_size,
+        freeze_image_encoder=spec.freeze_image_encoder,
+        tokenizer=tokenizer,
+        name_or_path=spec.name,
+        spec=spec,
+    )
+
+
+# ---------------------------------------------------------------- the presets
+TINY_VIT = dict(
+    img_size=48, patch_size=8, embed_dim=64, depth=2, num_heads=2,
+    pretrained_cfg_overlay=dict(input_size=(3, 48, 48), mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), crop_pct=1.0),
+)
+
+
+def _tiny() -> VLModelSpec:
+    """d_model 64, 2+2 T5 layers, a 2-layer ViT with 8-pixel patches on 48x48 images (36 visual tokens)."""
+    text = dict(model_type="t5", d_model=64, d_ff=128, num_layers=2, num_decoder_layers=2, num_heads=4, d_kv=16,
+                pad_token_id=0, eos_token_id=1, decoder_start_token_id=0)
+    return VLModelSpec(text_config=text, image_encoder="vit_tiny_patch16_224", image_encoder_kwargs=dict(TINY_VIT),
+                       image_pretrained=False, tokenizer=WORD_LEVEL)
+
+
+def _tiny_bart() -> VLModelSpec:
+    """As ``tiny`` with a 2+2-layer BART (decoding starts with eos, as BART does)."""
+    text = dict(model_type="bart", d_model=64, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
+                decoder_attention_heads=4, encoder_ffn_dim=128, decoder_ffn_dim=128, max_position_embeddings=512,
+                pad_token_id=0, eos_token_id=1, bos_token_id=1, decoder_start_token_id=1, forced_eos_token_id=None,
+                forced_bos_token_id=None)
+    return VLModelSpec(text_config=text, image_encoder="vit_tiny_patch16_224", image_encoder_kwargs=dict(TINY_VIT),
+                       image_pretrained=False, tokenizer=WORD_LEVEL)
+
+
+# Hub-backed presets (need a network the first time): the grid is pooled to 7 x 7 = 49 visual tokens.
+HUB_PRESETS = {
+    "t5-base+vit-b16-clip": ("t5-base", "vit_base_patch16_clip_224.openai"),
+    "t5-small+vit-s16": ("t5-small", "vit_small_patch16_224.augreg_in21k_ft_in1k"),
+    "bart-base+vit-b16-clip": ("facebook/bart-base", "vit_base_patch16_clip_224.openai"),
+}
+
+register_preset("tiny", _tiny)
+register_preset("tiny-bart", _tiny_bart)
+for _name, (_text, _image) in HUB_PRESETS.items():
+    register_preset(_name, VLModelSpec(text_model=_text, image_encoder=_image, pool_size=7))
