@@ -56,11 +56,24 @@ def _run_budget(args: argparse.Namespace) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------- tasks
+def _configure_tasks(p: argparse.ArgumentParser) -> None:
+    pass
+
+
+@command("tasks", "list every task with its data source and metric")(_configure_tasks)
+def _run_tasks(args: argparse.Namespace) -> int:
+    from dept_vl.data.registry import format_task_table
+
+    print(format_task_table())
+    return 0
+
+
 def _load_recipe_commands() -> None:
     """Subcommands defined next to their recipes register themselves on import."""
     import importlib
 
-    for module in ("dept_vl.data.cli", "dept_vl.train.cli", "dept_vl.demo.cli"):
+    for module in ("dept_vl.train.cli", "dept_vl.demo.cli"):
         try:
             importlib.import_module(module)
         except ModuleNotFoundError as error:
@@ -91,4 +104,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from dept_vl.cli import main as _main  # one registry: the one the subcommand modules import
+
+    sys.exit(_main())

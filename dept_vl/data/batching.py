@@ -26,6 +26,7 @@ class Collator:
     image_transform: Callable[[Any], torch.Tensor] | None = None
     image_features: dict[str, torch.Tensor] | None = None
     load_image: Callable[[Any], Any] | None = None
+    pixels: dict[str, torch.Tensor] | None = None  # preprocessed images by id (when the encoder trains)
 
     def __call__(self, examples: Sequence[Example], with_labels: bool = True) -> dict[str, torch.Tensor]:
         enc = self.tokenizer(
@@ -51,6 +52,8 @@ class Collator:
     def images(self, examples: Sequence[Example]) -> dict[str, torch.Tensor]:
         if self.image_features is not None and all(e.image_id in self.image_features for e in examples):
             return {"image_features": torch.stack([self.image_features[e.image_id] for e in examples])}
+        if self.pixels is not None and all(e.image_id in self.pixels for e in examples):
+            return {"pixel_values": torch.stack([self.pixels[e.image_id] for e in examples])}
         if self.image_transform is None:
             raise ValueError("examples have images but the collator has no image_transform (use the model's)")
         load = self.load_image or (lambda image: image)

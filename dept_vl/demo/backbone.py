@@ -80,6 +80,8 @@ def train_backbone(out: str | Path, settings: BackboneSettings = BackboneSetting
     trainable = FullFineTuneModel(model, FullConfig(lr=settings.lr))
     model.image_encoder.requires_grad_(True)
     collate = C.make_collator(model, data, 128)
+    collate.max_target_length = 48
+    collate.pixels = {e.image_id: model.image_transform(e.image) for s in train.values() for e in s if e.has_image}
     rates = mixture_rates({n: len(s) for n, s in train.items()})
     pools = {n: [C.text_length(e) for e in s] for n, s in train.items()}
     batches = plan_batches(pools, rates, settings.steps, settings.batch_size, settings.seed)
@@ -90,7 +92,7 @@ def train_backbone(out: str | Path, settings: BackboneSettings = BackboneSetting
     model.eval()
     metrics = {}
     for name, examples in dev.items():
-        predictions = predict(model, examples, collate, model.tokenizer, EvalConfig(batch_size=256, max_new_tokens=40), accelerator)
+        predictions = predict(model, examples, collate, model.tokenizer, EvalConfig(batch_size=256, max_new_tokens=48), accelerator)
         metrics[name] = tasks[name].evaluate(predictions, examples)["headline"]
     model.requires_grad_(False)
     model.freeze_image_encoder = True

@@ -14,7 +14,7 @@ from dept_vl.io import write_json_atomic
 # (a), (b), (c) of the demo: DePT from the source adapter, DePT from scratch, prompt tuning from its own source.
 ARMS = {"dept-transfer": ("dept", "source_dept"), "dept-scratch": ("dept", None), "pt-transfer": ("prompt_tuning", "source_pt")}
 # one target of each family by default; --full runs every target task
-DEFAULT_TARGETS = ["shapes_count", "shapes_spatial", "shapes_caption_short", "shapes_para"]
+DEFAULT_TARGETS = ["shapes_count", "shapes_caption_short", "shapes_para"]
 
 
 @dataclasses.dataclass

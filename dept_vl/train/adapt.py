@@ -97,15 +97,16 @@ def _one_run(model, task, train, dev, test, collate, config: RunConfig, accelera
     cfg = dataclasses.replace(config.train, batch_size=min(config.train.batch_size, len(train)), seed=seed)
     plan = plan_batches({"t": [C.text_length(e) for e in train]}, {"t": 1.0}, cfg.max_steps * cfg.grad_accum, cfg.batch_size, seed, False)
     batches = [[i for _, i in b] for b in plan]
+    length = C.generation_length(task, config)
 
     def evaluate(m) -> float:
-        return task.evaluate(predict(m, dev, collate, m.base_model.tokenizer, config.eval, accelerator), dev)["headline"]
+        return task.evaluate(predict(m, dev, collate, m.base_model.tokenizer, config.eval, accelerator, length), dev)["headline"]
 
     result = train_loop(model, batches, lambda idx: collate([train[i] for i in idx]), cfg, accelerator,
                         evaluate=evaluate, keep_best_in_memory=True, show_progress=False)
     if result.best_state is not None:
         model.load_adapter_state(result.best_state, parts=("prompt", "lowrank", "modules"))
-    predictions = predict(model, test, collate, model.base_model.tokenizer, config.eval, accelerator)
+    predictions = predict(model, test, collate, model.base_model.tokenizer, config.eval, accelerator, length)
     metrics = task.evaluate(predictions, test)
     run_dir = out / "runs" / f"k{k}_seed{seed}"
     record = {

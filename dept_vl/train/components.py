@@ -103,6 +103,13 @@ def make_collator(model: Any, data: DataConfig, max_length: int, features: Featu
     )
 
 
+def generation_length(task: Any, config: RunConfig) -> int:
+    """New tokens to generate: captions get the target length, answers and labels ``eval.max_new_tokens``."""
+    if task.kind in ("caption", "generation"):
+        return max(config.eval.max_new_tokens, config.data.max_target_length)
+    return config.eval.max_new_tokens
+
+
 def text_length(example: Example) -> int:
     """A cheap proxy of the token count, for length-grouped batches."""
     return len(example.input_text.split())

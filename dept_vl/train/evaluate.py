@@ -39,7 +39,7 @@ def run_evaluate(config: RunConfig, adapter: str | Path, task_name: str, split: 
     model = load_adapter_model(adapter, base)
     features = C.Features.compute(base, [examples]) if (config.data.feature_cache and task.has_images) else None
     collate = C.make_collator(base, config.data, getattr(model, "dept_config", config.dept).max_length, features)
-    predictions = predict(model, examples, collate, base.tokenizer, config.eval, accelerator)
+    predictions = predict(model, examples, collate, base.tokenizer, config.eval, accelerator, C.generation_length(task, config))
     metrics = task.evaluate(predictions, examples)
     result = {"task": task_name, "split": split, "adapter": str(adapter), "examples": len(examples), "metrics": metrics}
     if accelerator.is_main_process:

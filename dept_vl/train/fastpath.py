@@ -117,17 +117,35 @@ def biased_sdpa_attention(
     if bias is not None:
         bias = bias.to(query.dtype)
     if query.is_cuda:
-        if bias is not None:
-            # The kernel wants the bias's rows 16-element aligned: pad the key dim, then slice it back.
-            batch, heads, q_len, k_len = query.shape[0], query.shape[1], query.shape[2], key.shape[2]
-            pad = (16 - k_len % 16) % 16
-            bias = F.pad(bias.expand(batch, heads, q_len, k_len), (0, pad))[..., :k_len]
-        out = torch.ops.aten._scaled_dot_product_efficient_attention(
-            query, key, value, bias, query.requires_grad or key.requires_grad or value.requires_grad, dropout, False, scale=scaling
-        )[0]
+        key, value, bias = aligned_attention_inputs(query, key, value, bias)
+        needs_grad = query.requires_grad or key.requires_grad or value.requires_grad
+        out = torch.ops.aten._scaled_dot_product_efficient_attention(query, key, value, bias, needs_grad, dropout, False, scale=scaling)[0]
     else:
         out = F.scaled_dot_product_attention(query, key, value, attn_mask=bias, dropout_p=dropout, scale=scaling)
     return out.transpose(1, 2).contiguous(), None
+
+
+def aligned_attention_inputs(
+    query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, bias: torch.Tensor | None, multiple: int = 16
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Pad keys, values and the bias to a key length that is a multiple of ``multiple``, bias contiguous.
+
+    The memory-efficient kernel reads the bias with 16-byte vector loads: every stride of the bias must be a
+    multiple of 8 elements (bf16) and its last dimension contiguous. T5's position bias has the heads
+    innermost, and key lengths like 60 + L are not multiples of 8, so the bias is materialised as a
+    contiguous (B, H, Lq, Lk_pad) tensor with the padded keys masked out (their values are zeros); the
+    attention output is unchanged. ``Lk_pad = multiple * ceil(Lk / multiple)`` is written so that the
+    compiler can prove its divisibility under dynamic shapes.
+    """
+    batch, heads, q_len, k_len = query.shape[0], query.shape[1], query.shape[2], key.shape[2]
+    padded = ((k_len + multiple - 1) // multiple) * multiple
+    extra = padded - k_len
+    if bias is None:
+        bias = query.new_zeros(1, 1, 1, k_len)
+    bias = F.pad(bias.expand(batch, heads, q_len, k_len), (0, extra), value=torch.finfo(query.dtype).min).contiguous()
+    key = F.pad(key, (0, 0, 0, extra))
+    value = F.pad(value, (0, 0, 0, extra))
+    return key, value, bias
 
 
 def register_attention() -> str:

@@ -19,7 +19,8 @@ def evaluate_tasks(model: Any, tasks: dict[str, Any], splits: dict[str, list], c
     """Every task's metrics on its split (``{"task": {...}}``), plus ``mean_headline``."""
     results: dict[str, Any] = {}
     for name, examples in splits.items():
-        predictions = predict(model, examples, collate, model_tokenizer(model), config.eval, accelerator)
+        predictions = predict(model, examples, collate, model_tokenizer(model), config.eval, accelerator,
+                              max_new_tokens=C.generation_length(tasks[name], config))
         results[name] = tasks[name].evaluate(predictions, examples)
     results["mean_headline"] = sum(r["headline"] for r in results.values()) / max(1, len(splits))
     return results

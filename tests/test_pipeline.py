@@ -1,0 +1,182 @@
+"""The training pipeline end to end on the tiny preset and the synthetic world (CPU, seconds)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from dept_vl.cli import main as cli
+from dept_vl.config import load_config
+
+TINY = ["model.preset=tiny", "dept.num_virtual_tokens=4", "dept.rank=2", "dept.max_length=48",
+        "data.train_size=48", "data.eval_size=12", "train.batch_size=8", "train.log_every=2",
+        "train.warmup_steps=1", "eval.batch_size=16", "eval.max_new_tokens=6"]
+
+
+def pretrain_args(out: Path, steps: int = 6, extra: tuple[str, ...] = ()) -> list[str]:
+    return ["pretrain", *TINY, f"output_dir={out}", f"train.max_steps={steps}", "train.eval_every=3",
+            "train.save_every=3", "data.tasks=[shapes_color,shapes_nli]", *extra]
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("pretrain")
+    assert cli(pretrain_args(out)) == 0
+    return out
+
+
+def test_pretrain_writes_adapter_metrics_log_and_config(source):
+    assert (source / "adapter" / "adapter.safetensors").is_file()
+    assert (source / "config.yaml").is_file() and load_config(source / "config.yaml").train.max_steps == 6
+    metrics = json.loads((source / "metrics.json").read_text())
+    assert set(metrics["final_dev"]) == {"shapes_color", "shapes_nli", "mean_headline"}
+    assert metrics["trainable_parameters"] == 4 * 64 + 2 * (48 + 64)
+    log = [json.loads(line) for line in (source / "log.jsonl").read_text().splitlines()]
+    losses = [r for r in log if "loss" in r]
+    assert losses and all("task_loss" in r and r["examples_per_s"] > 0 for r in losses)
+
+
+def test_adapt_then_evaluate_from_the_command_line(source, tmp_path):
+    out = tmp_path / "adapt"
+    code = cli(["adapt", *TINY, f"output_dir={out}", "train.max_steps=4", "train.eval_every=2",
+                "--task", "shapes_count", "--source", str(source / "adapter"), "--k", "2", "4", "--seeds", "0", "1"])
+    assert code == 0
+    records = json.loads((out / "results.json").read_text())
+    assert len(records) == 4
+    for r in records:
+        assert {"task", "k", "method", "seed", "score", "metric"} <= set(r)
+        assert r["method"] == "dept-transfer" and 0.0 <= r["score"] <= 1.0
+    summary = json.loads((out / "summary.json").read_text())
+    assert {(s["k"], s["seeds"]) for s in summary} == {(2, 2), (4, 2)}
+    assert (out / "summary.csv").read_text().startswith("task,method,k,metric,mean,std,seeds")
+    preds = [json.loads(l) for l in (out / "runs" / "k2_seed0" / "predictions.jsonl").read_text().splitlines()]
+    assert len(preds) == 12 and {"id", "input", "prediction", "reference"} <= set(preds[0])
+
+    ev = tmp_path / "eval"
+    assert cli(["evaluate", *TINY, "--adapter", str(source / "adapter"), "--task", "shapes_color", "--split", "dev", "--out", str(ev)]) == 0
+    result = json.loads((ev / "metrics.json").read_text())
+    assert result["examples"] == 12 and 0 <= result["metrics"]["headline"] <= 1
+    assert len((ev / "predictions.jsonl").read_text().splitlines()) == 12
+
+
+def test_adapt_from_scratch_and_prompt_tuning_labels(tmp_path):
+    from dept_vl.train.adapt import run_adapt
+
+    cfg = load_config(None, TINY + [f"output_dir={tmp_path}", "method=prompt_tuning", "train.max_steps=2",
+                                   "adapt.task=shapes_para", "adapt.k=[2]", "adapt.seeds=[0]", "adapt.source=none"])
+    record = run_adapt(cfg, show_progress=False)["records"][0]
+    assert record["method"] == "pt-scratch"
+    assert record["trainable_parameters"] == (4 * 64 + 2 * (48 + 64)) // 64 * 64  # same budget as DePT, rank 0
+
+
+def test_resume_after_a_kill_matches_an_uninterrupted_run(tmp_path, monkeypatch):
+    from safetensors.torch import load_file
+
+    import dept_vl.train.loop as loop
+
+    full = tmp_path / "full"
+    assert cli(pretrain_args(full, steps=6, extra=("train.save_every=2",))) == 0
+
+    killed = tmp_path / "killed"
+    original = loop.train_loop
+    calls = {"n": 0}
+
+    def dying_loop(model, batches, collate, *args, **kwargs):
+        def collate_then_die(spec):
+            calls["n"] += 1
+            if calls["n"] == 4:  # during step 4: Ctrl-C
+                raise KeyboardInterrupt
+            return collate(spec)
+
+        return original(model, batches, collate_then_die, *args, **kwargs)
+
+    monkeypatch.setattr("dept_vl.train.pretrain.train_loop", dying_loop)
+    assert cli(pretrain_args(killed, steps=6, extra=("train.save_every=2",))) == 130
+    assert (killed / "checkpoints" / "latest").read_text().strip() == "step_0000003"
+    monkeypatch.setattr("dept_vl.train.pretrain.train_loop", original)
+    assert cli(pretrain_args(killed, steps=6, extra=("train.save_every=2", "--resume"))) == 0
+
+    a, b = load_file(full / "last" / "adapter.safetensors"), load_file(killed / "last" / "adapter.safetensors")
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=1e-5, atol=1e-6)
+    ma, mb = (json.loads((d / "metrics.json").read_text())["final_dev"] for d in (full, killed))
+    assert ma == mb
+
+
+def test_optimizer_groups_weight_decay_and_clipping_follow_the_config(monkeypatch):
+    from accelerate import Accelerator
+
+    from dept_vl.config import TrainConfig
+    from dept_vl.dept import DePTConfig, DePTModel
+    from dept_vl.train.loop import train_loop
+    from tests.conftest import tiny_t5
+
+    model = DePTModel(tiny_t5(), DePTConfig(num_virtual_tokens=3, rank=2, max_length=8, lr_prompt=0.7, lr_lowrank=0.02, weight_decay=0.05))
+    seen = {}
+    original_step = torch.optim.AdamW.step
+
+    def spy(self, *args, **kwargs):
+        seen["groups"] = [(g["name"], g["initial_lr"], g["weight_decay"]) for g in self.param_groups]
+        grads = [p.grad for g in self.param_groups for p in g["params"] if p.grad is not None]
+        seen["norm"] = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])).item()
+        return original_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", spy)
+    ids = torch.randint(3, 100, (4, 6))
+    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids[:, :3].contiguous() * 0 + 7}
+    cfg = TrainConfig(max_steps=1, warmup_steps=0, max_grad_norm=1e-3, log_every=1, eval_every=10, save_every=0)
+    train_loop(model, [0], lambda _: batch, cfg, Accelerator(cpu=True), show_progress=False)
+    assert seen["groups"] == [("prompt", 0.7, 0.05), ("lowrank", 0.02, 0.05)]
+    assert seen["norm"] <= 1e-3 * (1 + 1e-4)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["adapt.task=shapes_cuont"], "shapes_count"),
+    (["adapt.task=cola", "data.data_dir=/nonexistent/glue"], "/nonexistent/glue"),
+    (["train.max_step=3"], "did you mean 'train.max_steps'"),
+    (["adapt.task=shapes_para", "adapt.k=[500]"], "k=500"),
+])
+def test_bad_input_fails_before_training(tmp_path, overrides, message, monkeypatch):
+    from dept_vl.train import adapt
+
+    monkeypatch.setattr(adapt, "train_loop", lambda *a, **k: pytest.fail("training started"))
+    with pytest.raises((ValueError, FileNotFoundError), match=message.replace("[", "\\[")):
+        adapt.run_adapt(load_config(None, TINY + [f"output_dir={tmp_path}", "data.train_size=60", *overrides]), show_progress=False)
+
+
+def test_source_adapter_of_another_base_fails_before_training(tmp_path, monkeypatch):
+    from dept_vl.dept import DePTConfig, DePTModel
+    from dept_vl.train import adapt
+    from tests.conftest import tiny_t5
+
+    DePTModel(tiny_t5(d_model=32), DePTConfig(num_virtual_tokens=2, rank=1, max_length=48)).save_pretrained(tmp_path / "foreign")
+    monkeypatch.setattr(adapt, "train_loop", lambda *a, **k: pytest.fail("training started"))
+    cfg = load_config(None, TINY + [f"output_dir={tmp_path / 'o'}", "adapt.task=shapes_para", "adapt.k=[2]", f"adapt.source={tmp_path / 'foreign'}"])
+    with pytest.raises(ValueError, match="d_model=32.*d_model=64"):
+        adapt.run_adapt(cfg, show_progress=False)
+
+
+@pytest.mark.slow
+def test_two_processes_pretrain_and_evaluate_like_one(source, tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2", "--num_machines", "1",
+              "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "dept_vl"]
+    out2 = tmp_path / "pre2"
+    run = subprocess.run(launch + pretrain_args(out2, steps=2), env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert (out2 / "adapter" / "adapter.safetensors").is_file()
+    ev_args = ["evaluate", *TINY, "data.eval_size=13", "--adapter", str(source / "adapter"), "--task", "shapes_color", "--split", "dev"]
+    run = subprocess.run(launch + ev_args + ["--out", str(tmp_path / "e2")], env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert cli(ev_args + ["--out", str(tmp_path / "e1")]) == 0
+    one = json.loads((tmp_path / "e1" / "metrics.json").read_text())
+    two = json.loads((tmp_path / "e2" / "metrics.json").read_text())
+    assert one["examples"] == two["examples"] == 13
+    assert one["metrics"] == two["metrics"]
+    assert (tmp_path / "e1" / "predictions.jsonl").read_text() == (tmp_path / "e2" / "predictions.jsonl").read_text()
