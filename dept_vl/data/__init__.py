@@ -1,0 +1,1 @@
+"""Data: the Example record, the task registry (``tasks/``), k-shot sampling, the synthetic world."""

@@ -1,0 +1,185 @@
+"""Vision-language tasks read from their official files: VQA v2, GQA (balanced), COCO captions
+(Karpathy split). Images are returned as paths (loaded later by the model's image pipeline).
+
+Each needs ``data_dir`` (these sets are large and mostly not on the Hugging Face hub in a stable
+form); ``image_dir`` (option) points at the images when they live elsewhere.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+from dept_vl.data.example import Example
+from dept_vl.metrics.captions import caption_scores
+from dept_vl.metrics.vqa import exact_match, vqa_accuracy
+
+
+def require_dir(task: str, data_dir: str | None, what: str) -> Path:
+    """``data_dir`` as a Path, or a ValueError that says what the folder must hold."""
+    if data_dir is None:
+        raise ValueError(f"{task} needs data_dir=, a folder with {what}")
+    path = Path(data_dir)
+    if not path.is_dir():
+        raise ValueError(f"{task}: data_dir {path} does not exist; it must hold {what}")
+    return path
+
+
+def find_file(task: str, folders: list[Path], name: str, what: str) -> Path:
+    """The first ``folder/name`` that exists, or a ValueError naming the paths tried."""
+    for folder in folders:
+        if (folder / name).is_file():
+            return folder / name
+    tried = " or ".join(str(f / name) for f in folders)
+    raise ValueError(f"{task}: expected {tried} ({what})")
+
+
+def check_options(task: str, options: dict[str, Any], known: set[str]) -> None:
+    unknown = set(options) - known
+    if unknown:
+        raise ValueError(f"{task}: unknown options {sorted(unknown)}; known: {sorted(known)}")
+
+
+def _load_json(path: Path) -> Any:
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+# ---------------------------------------------------------------- VQA v2
+VQA_WHAT = ("the official VQA v2 files (v2_OpenEnded_mscoco_{train,val}2014_questions.json, "
+            "v2_mscoco_{train,val}2014_annotations.json) and COCO images in train2014/ and val2014/")
+
+
+def load_vqa_v2(split: str, data_dir: str | None, fmt: str, **options: Any) -> list[Example]:
+    """VQA v2: train = train2014; val2014 is split by image into two halves, dev and test (the
+    test-dev answers are hidden). Input ``"vqa: <question>"``, target the most common answer,
+    references the 10 human answers."""
+    check_options("vqa_v2", options, {"image_dir", "split_seed", "limit"})
+    root = require_dir("vqa_v2", data_dir, VQA_WHAT)
+    coco = "train2014" if split == "train" else "val2014"
+    questions = _load_json(find_file("vqa_v2", [root], f"v2_OpenEnded_mscoco_{coco}_questions.json", VQA_WHAT))
+    annotations = _load_json(find_file("vqa_v2", [root], f"v2_mscoco_{coco}_annotations.json", VQA_WHAT))
+    image_root = Path(options.get("image_dir") or root) / coco
+    if not image_root.is_dir():
+        raise ValueError(f"vqa_v2: expected the COCO images in {image_root} (COCO_{coco}_<id>.jpg); "
+                         "pass image_dir= the folder that holds train2014/ and val2014/")
+    by_qid = {a["question_id"]: a for a in annotations["annotations"]}
+    keep: set[int] | None = None
+    if split != "train":
+        images = sorted({q["image_id"] for q in questions["questions"]})
+        random.Random(int(options.get("split_seed", 0))).shuffle(images)
+        half = len(images) // 2
+        keep = set(images[:half] if split == "dev" else images[half:])
+    out = []
+    for q in questions["questions"]:
+        if keep is not None and q["image_id"] not in keep:
+            continue
+        ann = by_qid.get(q["question_id"])
+        if ann is None:
+            raise ValueError(f"vqa_v2: question {q['question_id']} has no annotation in the "
+                             f"{coco} annotations file")
+        out.append(Example(
+            id=f"vqa_v2-{split}-{q['question_id']}",
+            input_text=f"vqa: {q['question'].strip()}",
+            target_text=ann["multiple_choice_answer"],
+            image=str(image_root / f"COCO_{coco}_{q['image_id']:012d}.jpg"),
+            image_id=f"coco-{q['image_id']}",
+            references=[a["answer"] for a in ann["answers"]],
+            meta={"question_type": ann.get("question_type", ""), "answer_type": ann.get("answer_type", "")},
+        ))
+    return out[: options["limit"]] if options.get("limit") else out
+
+
+def score_vqa(predictions: list[str], examples: list[Example]) -> dict[str, float]:
+    """Mean official VQA accuracy, overall and per answer type (``accuracy_yes/no`` ...)."""
+    per_type: dict[str, list[float]] = {}
+    scores = []
+    for pred, ex in zip(predictions, examples):
+        s = vqa_accuracy(pred, ex.all_references())
+        scores.append(s)
+        per_type.setdefault(ex.meta.get("answer_type") or "all", []).append(s)
+    out = {"accuracy": sum(scores) / len(scores)}
+    if len(per_type) > 1 or "all" not in per_type:
+        out.update({f"accuracy_{t}": sum(v) / len(v) for t, v in sorted(per_type.items())})
+    return out
+
+
+# ---------------------------------------------------------------- GQA
+GQA_WHAT = ("the GQA balanced question files ({train,val,testdev}_balanced_questions.json) and the "
+            "images folder images/<imageId>.jpg")
+_GQA_FILES = {"train": "train_balanced_questions.json", "dev": "val_balanced_questions.json",
+              "test": "testdev_balanced_questions.json"}
+
+
+def load_gqa(split: str, data_dir: str | None, fmt: str, **options: Any) -> list[Example]:
+    """GQA balanced: train = train_balanced, dev = val_balanced, test = testdev_balanced.
+    Input ``"gqa: <question>"``, target the answer (scored by exact match)."""
+    check_options("gqa", options, {"image_dir", "limit"})
+    root = require_dir("gqa", data_dir, GQA_WHAT)
+    questions = _load_json(find_file("gqa", [root, root / "questions1.2"], _GQA_FILES[split], GQA_WHAT))
+    image_root = Path(options.get("image_dir") or root / "images")
+    if not image_root.is_dir():
+        raise ValueError(f"gqa: expected the images in {image_root}; pass image_dir= the folder "
+                         "that holds <imageId>.jpg")
+    out = []
+    for qid, q in questions.items():
+        out.append(Example(
+            id=f"gqa-{split}-{qid}",
+            input_text=f"gqa: {q['question'].strip()}",
+            target_text=q["answer"],
+            image=str(image_root / f"{q['imageId']}.jpg"),
+            image_id=f"gqa-{q['imageId']}",
+            references=[q["answer"]],
+            meta={"full_answer": q.get("fullAnswer", ""),
+                  "structural": (q.get("types") or {}).get("structural", "")},
+        ))
+    return out[: options["limit"]] if options.get("limit") else out
+
+
+def score_exact_match(predictions: list[str], examples: list[Example]) -> dict[str, float]:
+    """Accuracy: exact match after the VQA answer normalisation."""
+    hits = [exact_match(p, ex.target_text) for p, ex in zip(predictions, examples)]
+    return {"accuracy": sum(hits) / len(hits)}
+
+
+# ---------------------------------------------------------------- COCO captions (Karpathy)
+COCO_WHAT = "the Karpathy split file dataset_coco.json and the COCO images (train2014/, val2014/)"
+_KARPATHY = {"train": ("train", "restval"), "dev": ("val",), "test": ("test",)}
+
+
+def load_coco_captions(split: str, data_dir: str | None, fmt: str, **options: Any) -> list[Example]:
+    """COCO captions, Karpathy split: train = train + restval (one example per caption unless
+    ``per_caption=False``), dev = val, test = test (one example per image, all references)."""
+    check_options("coco_captions", options, {"image_dir", "per_caption", "limit"})
+    root = require_dir("coco_captions", data_dir, COCO_WHAT)
+    data = _load_json(find_file("coco_captions", [root], "dataset_coco.json", COCO_WHAT))
+    image_root = Path(options.get("image_dir") or root)
+    per_caption = bool(options.get("per_caption", split == "train"))
+    out = []
+    for img in data["images"]:
+        if img["split"] not in _KARPATHY[split]:
+            continue
+        captions = [s["raw"].strip() for s in img["sentences"]]
+        path = image_root / img.get("filepath", "") / img["filename"]
+        cocoid = img.get("cocoid", img.get("imgid"))
+        targets = list(enumerate(captions)) if per_caption else [(0, captions[0])]
+        for i, caption in targets:
+            suffix = f"-{i}" if per_caption else ""
+            out.append(Example(
+                id=f"coco_captions-{split}-{cocoid}{suffix}", input_text="caption:",
+                target_text=caption, image=str(path), image_id=f"coco-{cocoid}",
+                references=captions,
+            ))
+    if out and not Path(out[0].image).parent.is_dir():
+        raise ValueError(f"coco_captions: expected the images under {Path(out[0].image).parent}; "
+                         "pass image_dir= the folder that holds train2014/ and val2014/")
+    return out[: options["limit"]] if options.get("limit") else out
+
+
+def score_captions(predictions: list[str], examples: list[Example]) -> dict[str, float]:
+    """BLEU-1..4 and CIDEr-D (METEOR too when java is on PATH)."""
+    preds = {ex.id: p for p, ex in zip(predictions, examples)}
+    refs = {ex.id: ex.all_references() for ex in examples}
+    return caption_scores(preds, refs)

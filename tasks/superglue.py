@@ -1,0 +1,19 @@
+"""SuperGLUE: boolq, cb (Hugging Face ``aps/super_glue`` or the release JSONL files via ``data_dir``)."""
+
+from dept_vl.data.registry import register_task
+from dept_vl.data.text_tasks import TextTaskSpec, make_text_task
+from dept_vl.metrics.glue import GLUE_LABEL_WORDS as WORDS
+
+HF = "aps/super_glue"
+
+register_task(make_text_task(TextTaskSpec(
+    "boolq", "superglue", (("question", "question"), ("passage", "passage")), tuple(WORDS["boolq"]),
+    "superglue-boolq", "small", HF, "boolq", "BoolQ",
+    local_label_map={"false": 0, "true": 1, "False": 0, "True": 1},
+    description="yes/no questions about a passage")))
+
+register_task(make_text_task(TextTaskSpec(
+    "cb", "superglue", (("premise", "premise"), ("hypothesis", "hypothesis")), tuple(WORDS["cb"]),
+    "superglue-cb", "small", HF, "cb", "CB",
+    local_label_map={"entailment": 0, "contradiction": 1, "neutral": 2},
+    description="3-way entailment with embedded clauses (accuracy and macro F1)")))

@@ -1,0 +1,75 @@
+"""Caption metrics: the Python PTB-style tokeniser, and BLEU/CIDEr-D against pycocoevalcap called directly."""
+
+import shutil
+
+import pytest
+
+from dept_vl.metrics import caption_scores, ptb_tokenize
+
+
+@pytest.mark.parametrize("raw, tokens", [
+    ("A man riding a horse.", "a man riding a horse"),
+    ("Two dogs, playing in the snow!", "two dogs playing in the snow"),
+    ("Is it a cat? Yes: a cat; black.", "is it a cat yes a cat black"),
+    ("The dog's toy", "the dog 's toy"),                # clitics split, "'s" kept (not in the list)
+    ("They don't know", "they do n't know"),
+    ("A \"big\" cat (black) {x}", "a big cat black x"),  # quotes and brackets removed
+    ("``quoted'' text", "quoted text"),
+    ("Wait... what -- now - ok", "wait what now ok"),   # ... -- - removed
+    ("a black-and-white photo of 3.5 pies", "a black-and-white photo of 3.5 pies"),
+    ("1,000 people at 10:30", "1,000 people at 10:30"),
+    ("the dogs' bowls", "the dogs bowls"),
+])
+def test_ptb_tokenize(raw, tokens):
+    assert ptb_tokenize(raw) == tokens
+
+
+PREDS = {1: "A man riding a horse.", 2: "Two dogs play in the snow!", 3: "a red bus"}
+REFS = {
+    1: ["A man rides a horse.", "A person riding a brown horse"],
+    2: ["Two dogs playing in the snow.", "Dogs play in snow"],
+    3: ["A red bus on the street.", "A double-decker bus, red."],
+}
+
+
+def test_scores_match_pycocoevalcap_on_pretokenised_input():
+    from pycocoevalcap.bleu.bleu import Bleu
+    from pycocoevalcap.cider.cider import Cider
+
+    # Tokenised by hand, the way the Java PTB tokenizer + punctuation removal would.
+    res = {1: ["a man riding a horse"], 2: ["two dogs play in the snow"], 3: ["a red bus"]}
+    gts = {1: ["a man rides a horse", "a person riding a brown horse"],
+           2: ["two dogs playing in the snow", "dogs play in snow"],
+           3: ["a red bus on the street", "a double-decker bus red"]}
+    bleu, _ = Bleu(4).compute_score(gts, res, verbose=0)
+    cider, _ = Cider().compute_score(gts, res)
+    ours = caption_scores(PREDS, REFS, meteor=False)
+    assert ours["bleu4"] == pytest.approx(bleu[3])
+    assert ours["bleu1"] == pytest.approx(bleu[0])
+    assert ours["cider"] == pytest.approx(cider)
+    assert set(ours) == {"bleu1", "bleu2", "bleu3", "bleu4", "cider"}
+
+
+def test_cider_is_on_pycocoevalcap_scale_not_x100():
+    caps = {i: c for i, c in enumerate(["a red circle at the top", "two blue squares side by side",
+                                        "one green triangle below a star"])}
+    scores = caption_scores(caps, {i: [c] for i, c in caps.items()}, meteor=False)
+    assert scores["cider"] == pytest.approx(10.0)  # perfect CIDEr-D: 10, not 100 or 1
+    assert scores["bleu4"] == pytest.approx(1.0, abs=1e-6)
+    wrong = caption_scores({i: "nothing here" for i in caps}, {i: [c] for i, c in caps.items()},
+                           meteor=False)
+    assert wrong["cider"] == pytest.approx(0.0)
+
+
+def test_mismatched_ids_raise():
+    with pytest.raises(ValueError, match="same ids"):
+        caption_scores({1: "a"}, {2: ["a"]}, meteor=False)
+    with pytest.raises(ValueError, match="no reference"):
+        caption_scores({1: "a"}, {1: []}, meteor=False)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("java") is None, reason="METEOR needs java")
+def test_meteor_when_java_is_present():
+    scores = caption_scores(PREDS, REFS, meteor=True)
+    assert 0.0 < scores["meteor"] <= 1.0
