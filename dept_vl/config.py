@@ -64,7 +64,7 @@ class TrainConfig:
     log_every: int = 50
     eval_every: int = 250
     save_every: int = 250
-    compile: str = "auto"  # auto (on GPU) | on | off
+    compile: str = "auto"  # auto (single GPU, >= 1000 steps) | on | off
     num_workers: int = 0
 
 

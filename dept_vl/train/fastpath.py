@@ -105,9 +105,10 @@ def biased_sdpa_attention(
     """T5-style attention with an additive bias through the fused memory-efficient SDPA kernel (CUDA).
 
     ``position_bias + attention_mask`` is one additive bias in the model dtype; on CUDA it goes to
-    ``aten._scaled_dot_product_efficient_attention`` (bf16 GEMMs, softmax and dropout fused, nothing of
-    size B x H x L x L saved for backward), instead of the fp32 math path that SDPA picks for T5.
-    On CPU it falls back to ``F.scaled_dot_product_attention`` (same function).
+    ``aten._scaled_dot_product_efficient_attention`` (bf16 GEMMs, softmax and dropout fused; of the
+    B x H x L x L tensors only the bias is kept), instead of the fp32 math path that compiled SDPA takes for
+    T5's biased attention. Dropout stays as configured. On CPU it falls back to
+    ``F.scaled_dot_product_attention`` (same function).
     """
     bias = position_bias
     if attention_mask is not None:
@@ -246,7 +247,9 @@ def compile_loss(
         enabled: ``False`` returns the eager function (the loop's ``compile=false`` switch).
         mode: a ``torch.compile`` mode: ``"reduce-overhead"`` (CUDA graphs), ``"default"``,
             ``"max-autotune-no-cudagraphs"`` (use this one with gradient accumulation), ``"max-autotune"``.
-        dynamic: mark sequence widths dynamic (avoids one recompilation per bucket).
+        dynamic: mark sequence widths dynamic (one compilation for every bucket); ``False`` compiles one
+            static graph per width (slower to warm up; lets SDPA pick fused kernels it cannot prove
+            aligned for a symbolic length).
         backend: ``"inductor"``, or ``"aot_eager"`` / ``"eager"`` to debug tracing on CPU (mode ignored).
         fullgraph: fail on a graph break instead of splitting the graph.
     """
@@ -258,7 +261,8 @@ def compile_loss(
 
     if not enabled:
         return loss_fn
-    options: dict[str, Any] = {"backend": backend, "fullgraph": fullgraph}
+    # dynamic=False: one static graph per bucket width (torch.compile's own limit is 8 recompilations)
+    options: dict[str, Any] = {"backend": backend, "fullgraph": fullgraph, "dynamic": None if dynamic else False}
     if backend == "inductor":
         options["mode"] = mode
     compiled = torch.compile(loss_fn, **options)

@@ -33,9 +33,16 @@ class LoopResult:
     peak_memory_mb: float = 0.0
 
 
-def make_optimizer(param_groups: list[dict[str, Any]], device: torch.device) -> torch.optim.AdamW:
-    """AdamW over the method's groups (each with its own lr and weight decay); fused on CUDA."""
-    return torch.optim.AdamW(param_groups, fused=device.type == "cuda")
+COMPILE_AUTO_MIN_STEPS = 1000  # compiling costs minutes up front: worth it only for long runs
+
+
+def use_compile(cfg: TrainConfig, device: torch.device, num_processes: int) -> bool:
+    """``train.compile``: ``on``, ``off``, or ``auto`` = on for single-GPU runs of at least 1,000 steps."""
+    if cfg.compile not in ("auto", "on", "off"):
+        raise ValueError(f"train.compile={cfg.compile!r}; choose auto, on or off")
+    if cfg.compile == "auto":
+        return device.type == "cuda" and num_processes == 1 and cfg.max_steps >= COMPILE_AUTO_MIN_STEPS
+    return cfg.compile == "on"
 
 
 def peak_memory_mb(device: torch.device) -> float:
@@ -70,11 +77,17 @@ def train_loop(
     """
     from transformers import get_linear_schedule_with_warmup
 
+    from dept_vl.train.fastpath import compile_loss, make_optimizer, pad_to_bucket
+
     device = accelerator.device
-    optimizer = make_optimizer(model.param_groups(), device)
+    optimizer = make_optimizer(model.param_groups())
     scheduler = get_linear_schedule_with_warmup(optimizer, min(cfg.warmup_steps, cfg.max_steps), cfg.max_steps)
     trainable = [p for g in optimizer.param_groups for p in g["params"]]
     wrapped, optimizer = accelerator.prepare(model, optimizer)
+    compiled = use_compile(cfg, device, accelerator.num_processes)
+    # the fast path: one compiled graph over length buckets (CUDA graphs unless accumulating gradients)
+    loss_fn = compile_loss(wrapped, enabled=compiled, mode="reduce-overhead" if cfg.grad_accum == 1 else "max-autotune-no-cudagraphs")
+    limit = getattr(getattr(model, "dept_config", None), "max_length", None)
 
     state: dict[str, Any] = {"step": 0, "best_score": None, "best_step": None}
     if resume and checkpoint_dir is not None and (found := latest_checkpoint(checkpoint_dir)) is not None:
@@ -90,6 +103,7 @@ def train_loop(
     task_count: dict[str, int] = {}
     examples, micro_since_log, t_log, t0 = 0, 0, time.perf_counter(), time.perf_counter()
     step_times: list[float] = []
+    total_examples = 0
     bar = tqdm(total=cfg.max_steps, initial=step, disable=not (show_progress and accelerator.is_main_process), dynamic_ncols=True)
 
     def checkpoint() -> None:
@@ -122,11 +136,13 @@ def train_loop(
             for micro in range(cfg.grad_accum):
                 spec = batches[step * cfg.grad_accum + micro]
                 batch = {k: v.to(device, non_blocking=True) for k, v in collate(spec).items()}
+                if compiled:
+                    batch = pad_to_bucket(batch, 64, max_length=limit)
                 sync = micro == cfg.grad_accum - 1
                 with accelerator.no_sync(wrapped) if not sync else _null():
-                    loss = wrapped(**batch).loss
+                    loss = loss_fn(**batch)
                     accelerator.backward(loss / cfg.grad_accum)
-                detached = loss.detach()
+                detached = loss.detach().clone()  # a copy: a CUDA graph overwrites its outputs
                 running += detached
                 nonfinite |= ~torch.isfinite(detached)
                 if batch_task is not None:
@@ -134,6 +150,7 @@ def train_loop(
                     task_loss[name] = task_loss.get(name, torch.zeros((), device=device)) + detached
                     task_count[name] = task_count.get(name, 0) + 1
                 examples += batch["input_ids"].shape[0]
+                total_examples += batch["input_ids"].shape[0]
                 micro_since_log += 1
             if cfg.max_grad_norm and cfg.max_grad_norm > 0:
                 accelerator.clip_grad_norm_(trainable, cfg.max_grad_norm)
@@ -185,18 +202,13 @@ def train_loop(
             logger.close()
     seconds = time.perf_counter() - t0
     median_step = sorted(step_times)[len(step_times) // 2] if step_times else 0.0
-    batch_rows = _batch_rows(batches)
+    rows_per_step = total_examples / max(1, len(step_times))
     return LoopResult(
         steps=step, best_score=state["best_score"], best_step=state["best_step"], best_state=best_state,
         history=history, seconds=seconds, step_time_ms=1000 * median_step,
-        examples_per_s=batch_rows * cfg.grad_accum * accelerator.num_processes / median_step if median_step else 0.0,
+        examples_per_s=rows_per_step * accelerator.num_processes / median_step if median_step else 0.0,
         peak_memory_mb=peak_memory_mb(device),
     )
-
-
-def _batch_rows(batches: Sequence[Any]) -> int:
-    first = batches[0] if len(batches) else []
-    return len(first) if hasattr(first, "__len__") else 1
 
 
 class _null:

@@ -1,0 +1,47 @@
+"""The training loop's fast path: when it is used, and that it trains like the eager loop."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from dept_vl.config import TrainConfig
+from dept_vl.train.loop import use_compile
+
+
+def test_compile_switch():
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    assert use_compile(TrainConfig(max_steps=5000), cuda, 1)
+    assert not use_compile(TrainConfig(max_steps=100), cuda, 1)  # short k-shot runs: compiling costs more than it saves
+    assert not use_compile(TrainConfig(max_steps=5000), cuda, 2)
+    assert not use_compile(TrainConfig(max_steps=5000), cpu, 1)
+    assert not use_compile(TrainConfig(max_steps=5000, compile="off"), cuda, 1)
+    assert use_compile(TrainConfig(max_steps=5, compile="on"), cpu, 1)
+    with pytest.raises(ValueError, match="train.compile='yes'"):
+        use_compile(TrainConfig(compile="yes"), cpu, 1)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_compiled_loop_trains_like_the_eager_loop_on_gpu():
+    from accelerate import Accelerator
+
+    from dept_vl.dept import DePTConfig, DePTModel
+    from dept_vl.train.loop import train_loop
+    from tests.conftest import tiny_t5
+
+    gen = torch.Generator().manual_seed(0)
+    batches = []
+    for width in (7, 19, 40, 12, 33, 25):
+        ids = torch.randint(3, 100, (8, width), generator=gen)
+        batches.append({"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": torch.randint(3, 100, (8, 3), generator=gen)})
+    losses = {}
+    for mode in ("off", "on"):
+        model = DePTModel(tiny_t5().to("cuda", torch.bfloat16), DePTConfig(num_virtual_tokens=4, rank=2, max_length=64, lr_lowrank=1e-2))
+        cfg = TrainConfig(max_steps=len(batches), warmup_steps=0, log_every=1, eval_every=10**6, save_every=0, compile=mode)
+        result = train_loop(model, list(range(len(batches))), lambda i: batches[i], cfg, Accelerator(), show_progress=False)
+        losses[mode] = torch.tensor([r["loss"] for r in result.history])
+    # the same trajectory within bf16 tolerance (weights are not compared element-wise: Adam turns bf16
+    # noise in near-zero gradients into +-lr steps)
+    assert len(losses["on"]) == len(batches)
+    torch.testing.assert_close(losses["on"], losses["off"], rtol=2e-2, atol=1e-3)
