@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +13,9 @@ from dept_vl.report.results import summarize
 def _pyplot():
     import matplotlib
 
-    matplotlib.use("Agg", force=False)
+    # headless unless a backend was chosen (MPLBACKEND, or pyplot already set up: Jupyter's inline backend)
+    if "matplotlib.pyplot" not in sys.modules and not os.environ.get("MPLBACKEND"):
+        matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
     return plt
@@ -52,6 +56,60 @@ def plot_costs(costs: dict[str, dict[str, float]], path: str | Path | None = Non
         ax.set_title(title)
         ax.tick_params(axis="x", rotation=30)
     fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+    return fig
+
+
+def plot_gains(gains: list[dict[str, Any]], path: str | Path | None = None):
+    """Relative gain (%) of the treated arm over the control vs k, one line per task (rows of ``gains_by_k``)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(4.8, 3.2))
+    for task in sorted({g["task"] for g in gains}):
+        line = sorted((g for g in gains if g["task"] == task), key=lambda g: g["k"])
+        ax.plot([g["k"] for g in line], [100 * g["relative_gain"] for g in line], marker="o", label=task)
+    ax.axhline(0, color="grey", linewidth=0.8)
+    ax.set_xscale("log", base=2)
+    ks = sorted({g["k"] for g in gains})
+    ax.set_xticks(ks, [str(k) for k in ks])
+    ax.set_xlabel("k")
+    ax.set_ylabel("relative gain (%)")
+    ax.set_title("transfer vs scratch")
+    ax.grid(alpha=0.3)
+    if gains:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _finish(plt, fig, path)
+
+
+def plot_source_curves(curves: dict[str, list[tuple[int, float]]], path: str | Path | None = None):
+    """Mean dev headline vs step of each source stage (the output of ``source_curves``)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(4.8, 3.2))
+    for label, points in curves.items():
+        ax.plot([s for s, _ in points], [v for _, v in points], marker=".", label=label)
+    ax.set_xlabel("step")
+    ax.set_ylabel("mean dev headline")
+    ax.set_title("source stage")
+    ax.grid(alpha=0.3)
+    if curves:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _finish(plt, fig, path)
+
+
+def show_figure(fig) -> None:
+    """Show a figure now in a notebook (e.g. inside a loop, between tables) and close it, so that the inline
+    backend does not show it a second time at the end of the cell."""
+    from IPython.display import display
+
+    display(fig)
+    _pyplot().close(fig)
+
+
+def _finish(plt, fig, path: str | Path | None):
+    """Save to ``path`` (and close) when given; return the figure either way."""
     if path is not None:
         fig.savefig(path, dpi=110)
         plt.close(fig)

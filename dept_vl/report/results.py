@@ -57,5 +57,96 @@ def transfer_gains(records: list[dict[str, Any]], k: int, treated: str = "dept-t
 
 
 def load_json(path: str | Path, default: Any = None) -> Any:
+    """The JSON content of ``path``, or ``default`` when there is no such file."""
     path = Path(path)
     return json.loads(path.read_text()) if path.is_file() else default
+
+
+# ------------------------------------------------------------------ tables and folders for the notebooks
+# the demo's arms first, in the order the issue names them; any other method follows alphabetically
+METHOD_ORDER = ("dept-transfer", "dept-scratch", "pt-transfer")
+SOURCE_STAGES = ("source_dept", "source_pt")
+
+
+def ordered_methods(methods: Any) -> list[str]:
+    """``methods`` (any iterable of names, repeats allowed) in display order: the demo's arms, then the rest sorted."""
+    names = set(methods)
+    return [m for m in METHOD_ORDER if m in names] + sorted(names - set(METHOD_ORDER))
+
+
+def score_table(records: list[dict[str, Any]], digits: int = 3) -> list[dict[str, Any]]:
+    """One row per (task, k), one column per method holding ``"mean ± std"`` over seeds (empty when missing).
+
+    Rows carry ``task``, ``metric``, ``k`` and ``seeds`` (the largest seed count of the row's methods).
+    """
+    rows = summarize(records)
+    methods = ordered_methods(r["method"] for r in rows)
+    table: dict[tuple[str, int], dict[str, Any]] = {}
+    for r in rows:
+        row = table.setdefault((r["task"], r["k"]), {"task": r["task"], "metric": r["metric"], "k": r["k"], "seeds": 0,
+                                                      **{m: "" for m in methods}})
+        row[r["method"]] = f"{r['mean']:.{digits}f} ± {r['std']:.{digits}f}"
+        row["seeds"] = max(row["seeds"], r["n"])
+    return [table[key] for key in sorted(table)]
+
+
+def gains_by_k(records: list[dict[str, Any]], treated: str = "dept-transfer", control: str = "dept-scratch") -> list[dict[str, Any]]:
+    """:func:`transfer_gains` at every k of the records, sorted by task then k."""
+    ks = sorted({int(r["k"]) for r in records})
+    rows = [g for k in ks for g in transfer_gains(records, k, treated, control)]
+    return sorted(rows, key=lambda g: (g["task"], g["k"]))
+
+
+def load_full_results(run_dir: str | Path) -> list[dict[str, Any]]:
+    """The records of ``run_dir/results_full.json`` (the public fields plus metrics, costs and sizes per run);
+    falls back to ``results.json`` when the run wrote no full file."""
+    path = Path(run_dir) / "results_full.json"
+    return json.loads(path.read_text()) if path.is_file() else load_results(run_dir)
+
+
+def source_stages(run_dir: str | Path) -> list[dict[str, Any]]:
+    """One row per source stage of a demo run (``source_dept``, ``source_pt``) from its ``metrics.json``:
+    best mean dev headline, its step, steps, trainable parameters, seconds. Missing stages are left out."""
+    rows = []
+    for label in SOURCE_STAGES:
+        m = load_json(Path(run_dir) / label / "metrics.json")
+        if m:
+            rows.append({"stage": label, "best_dev": m.get("best_score"), "best_step": m.get("best_step"),
+                         "steps": m.get("steps"), "trainable_parameters": m.get("trainable_parameters"),
+                         "seconds": m.get("seconds")})
+    return rows
+
+
+def source_curves(run_dir: str | Path) -> dict[str, list[tuple[int, float]]]:
+    """Dev score vs step per source stage, from the ``eval`` lines of ``<stage>/log.jsonl``."""
+    curves: dict[str, list[tuple[int, float]]] = {}
+    for label in SOURCE_STAGES:
+        path = Path(run_dir) / label / "log.jsonl"
+        if not path.is_file():
+            continue
+        lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        points = [(int(x["step"]), float(x["eval"])) for x in lines if "eval" in x and "step" in x]
+        if points:
+            curves[label] = points
+    return curves
+
+
+def find_project_root(start: str | Path | None = None) -> Path | None:
+    """The nearest folder at or above ``start`` (default: the working directory) that holds this
+    project (``pyproject.toml`` beside a ``dept_vl`` folder), or None."""
+    here = Path(start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "pyproject.toml").is_file() and (folder / "dept_vl").is_dir():
+            return folder
+    return None
+
+
+def resolve_path(path: str | Path, start: str | Path | None = None) -> Path:
+    """Where a path given in a notebook points: absolute as is; relative ones from the working directory
+    when they exist there, else from the project root (so ``runs/demo`` works from ``notebooks/`` too)."""
+    path = Path(path).expanduser()
+    base = Path(start or Path.cwd())
+    if path.is_absolute() or (base / path).exists():
+        return path if path.is_absolute() else (base / path).resolve()
+    root = find_project_root(base)
+    return (root / path).resolve() if root is not None else (base / path).resolve()
