@@ -59,3 +59,13 @@ def shared_dir() -> Path:
     if not SHARED.is_dir():
         pytest.skip("../shared is not present beside this checkout")
     return SHARED
+
+
+@pytest.fixture(scope="session")
+def fast_demo_run(tmp_path_factory) -> Path:
+    """One `dept-vl demo --fast` run per test session, shared by the demo and notebook tests."""
+    from dept_vl.demo.run import DemoSettings, run_demo
+
+    out = tmp_path_factory.mktemp("fast_demo") / "demo"
+    run_demo(DemoSettings.fast(str(out)))
+    return out

@@ -19,13 +19,9 @@ EXPECTED = {"kshot_transfer.ipynb", "efficiency.ipynb", "vl_examples.ipynb", "of
 
 
 @pytest.fixture(scope="session")
-def demo_run(tmp_path_factory) -> Path:
-    """One `dept-vl demo --fast` run, shared by every notebook test (the expensive part: about a minute)."""
-    from dept_vl.demo.run import DemoSettings, run_demo
-
-    out = tmp_path_factory.mktemp("notebook_run") / "demo"
-    run_demo(DemoSettings.fast(str(out)))
-    return out
+def demo_run(fast_demo_run) -> Path:
+    """The session's one `dept-vl demo --fast` run (conftest), shared with the demo tests."""
+    return fast_demo_run
 
 
 def tiny_benchmark() -> dict:

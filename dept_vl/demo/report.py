@@ -16,7 +16,7 @@ def _fmt(x: float) -> str:
     return f"{x:.3f}"
 
 
-def write_report(out: Path, records: list[dict], costs: dict, sources: dict, timings: dict, backbone: Path) -> dict[str, Any]:
+def write_report(out: Path, records: list[dict], costs: dict, sources: dict, timings: dict, backbone: Path, test_size: int = 1000) -> dict[str, Any]:
     plots = out / "plots"
     plots.mkdir(exist_ok=True)
     plot_score_vs_k(records, plots / "score_vs_k.png")
@@ -52,12 +52,12 @@ def write_report(out: Path, records: list[dict], costs: dict, sources: dict, tim
         lines += ["", "![costs](plots/costs.png)"]
     lines += ["", "## Time per stage (seconds)", "", "| stage | seconds |", "|---|---|"]
     lines += [f"| {k} | {v:.1f} |" for k, v in timings.items() if "/" not in k]
-    lines += ["", "## Sample predictions", ""] + _samples(out, records)
+    lines += ["", "## Sample predictions", ""] + _samples(out, records, test_size)
     write_text_atomic(out / "report.md", "\n".join(lines) + "\n")
     return {"headline": headline, "gains": gains, "k": k_head}
 
 
-def _samples(out: Path, records: list[dict], per_task: int = 3) -> list[str]:
+def _samples(out: Path, records: list[dict], test_size: int, per_task: int = 3) -> list[str]:
     """A few test examples per target task, from the dept-transfer run at the middle k and seed 0."""
     from dept_vl.data.registry import get_task
 
@@ -74,7 +74,7 @@ def _samples(out: Path, records: list[dict], per_task: int = 3) -> list[str]:
         lines += [f"**{task}** (dept-transfer, k={k}, seed {seed})", "", "| image | input | prediction | reference |", "|---|---|---|---|"]
         images = {}
         if get_task(task).has_images:
-            examples = {e.id: e for e in get_task(task).load("test", fmt="shifted", size=max(per_task, 1000))}
+            examples = {e.id: e for e in get_task(task).load("test", fmt="shifted", size=test_size)}
             samples_dir.mkdir(exist_ok=True)
             for row in rows:
                 example = examples.get(row["id"])

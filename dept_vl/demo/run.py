@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-import json
+import statistics
 import time
 from pathlib import Path
 from typing import Any
@@ -100,14 +100,16 @@ def run_demo(settings: DemoSettings, full: bool = False) -> dict[str, Any]:
                 r["method"] = arm
             records += result["records"]
             timings[f"adapt/{task}/{arm}"] = time.perf_counter() - t
-            runs = result["records"]
-            costs.setdefault(arm, {
-                "trainable_parameters": runs[0]["trainable_parameters"],
-                "step_time_ms": sorted(r["step_time_ms"] for r in runs)[len(runs) // 2],
-                "peak_memory_mb": max(r["peak_memory_mb"] for r in runs),
-                "examples_per_s": sorted(r["examples_per_s"] for r in runs)[len(runs) // 2],
-            })
     timings["adapt"] = sum(v for k, v in timings.items() if k.startswith("adapt/"))
+
+    for arm in ARMS:  # medians over every run of the arm (all tasks, k and seeds)
+        runs = [r for r in records if r["method"] == arm]
+        costs[arm] = {
+            "trainable_parameters": runs[0]["trainable_parameters"],
+            "step_time_ms": statistics.median(r["step_time_ms"] for r in runs),
+            "peak_memory_mb": max(r["peak_memory_mb"] for r in runs),
+            "examples_per_s": statistics.median(r["examples_per_s"] for r in runs),
+        }
 
     print("[5/5] report")
     t = time.perf_counter()
@@ -117,7 +119,7 @@ def run_demo(settings: DemoSettings, full: bool = False) -> dict[str, Any]:
     for label, summary in sources.items():
         costs.setdefault(label, {})
     write_json_atomic(out / "costs.json", costs)
-    report = write_report(out, public, costs, sources, timings, backbone)
+    report = write_report(out, public, costs, sources, timings, backbone, settings.target_eval_size)
     timings["report"] = time.perf_counter() - t
     timings["total"] = sum(v for k, v in timings.items() if "/" not in k and k != "total")
     write_json_atomic(out / "timings.json", timings)

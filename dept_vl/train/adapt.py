@@ -64,7 +64,7 @@ def run_adapt(config: RunConfig, show_progress: bool = True) -> dict[str, Any]:
     pool = C.load_split(task, "train", config.data, config.data.train_size)
     test = C.load_split(task, config.eval.split, config.data, config.data.eval_size)
     splits = {(k, s): kshot_split(pool, k, s, config.adapt.dev_k) for k in config.adapt.k for s in config.adapt.seeds}
-    base = C.load_base_model(config.model, accelerator.device, config.method)
+    base = C.load_base_model(config.model, accelerator.device, config.method, config.train.seed)
     train_config, source_state = source_dept_config(config, base)
     features = None
     if config.data.feature_cache and task.has_images:
@@ -76,7 +76,7 @@ def run_adapt(config: RunConfig, show_progress: bool = True) -> dict[str, Any]:
 
     records = []
     for (k, seed), (train, dev) in splits.items():
-        run_base = base if config.method in ("dept", "prompt_tuning") else C.load_base_model(config.model, accelerator.device, config.method)
+        run_base = base if config.method in ("dept", "prompt_tuning") else C.load_base_model(config.model, accelerator.device, config.method, config.train.seed)
         C.seed_everything(seed)
         model = build_method(dataclasses.replace(train_config, dept=dataclasses.replace(train_config.dept, seed=seed)), run_base, run_base.tokenizer)
         if source_state is not None:

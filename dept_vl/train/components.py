@@ -31,11 +31,15 @@ def seed_everything(seed: int) -> None:
         torch.cuda.manual_seed_all(seed)
 
 
-def load_base_model(cfg: ModelConfig, device: torch.device, method: str = "dept") -> torch.nn.Module:
-    """The frozen backbone: a shipped/pretrained backbone folder, or a preset built by name."""
+def load_base_model(cfg: ModelConfig, device: torch.device, method: str = "dept", seed: int = 0) -> torch.nn.Module:
+    """The frozen backbone: a shipped/pretrained backbone folder, or a preset built by name.
+
+    Seeded first, so that a preset with random weights (offline tests) is the same model in every
+    process and in every recipe of a run (pretrain, adapt, evaluate)."""
     from dept_vl.models import build_vl_model
     from dept_vl.models.backbone import load_backbone
 
+    seed_everything(seed)
     model = load_backbone(cfg.backbone) if cfg.backbone else build_vl_model(cfg.preset)
     dtype = resolve_dtype(cfg.dtype, device) if method in ("dept", "prompt_tuning", "lora") else torch.float32
     return model.to(device=device, dtype=dtype)

@@ -35,7 +35,7 @@ def run_evaluate(config: RunConfig, adapter: str | Path, task_name: str, split: 
     accelerator = make_accelerator()
     task = C.load_tasks([task_name])[task_name]
     examples = C.load_split(task, split, config.data, config.data.eval_size)
-    base = C.load_base_model(config.model, accelerator.device, "dept")
+    base = C.load_base_model(config.model, accelerator.device, "dept", config.train.seed)
     model = load_adapter_model(adapter, base)
     features = C.Features.compute(base, [examples]) if (config.data.feature_cache and task.has_images) else None
     collate = C.make_collator(base, config.data, getattr(model, "dept_config", config.dept).max_length, features)

@@ -39,7 +39,7 @@ def run_pretrain(config: RunConfig, resume: bool = False, show_progress: bool = 
     C.seed_everything(config.train.seed)
     train_sets = {n: C.load_split(t, "train", config.data, config.data.train_size) for n, t in tasks.items()}
     dev_sets = {n: C.load_split(t, "dev", config.data, config.data.eval_size) for n, t in tasks.items()}
-    base = C.load_base_model(config.model, accelerator.device, config.method)
+    base = C.load_base_model(config.model, accelerator.device, config.method, config.train.seed)
     model = build_method(config, base, base.tokenizer)
     features = None
     if config.data.feature_cache and any(t.has_images for t in tasks.values()):
