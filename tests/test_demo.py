@@ -47,6 +47,11 @@ def test_every_number_in_the_report_comes_from_the_run(fast_run):
         assert float(treated) == pytest.approx(expected[task]["dept-transfer"], abs=ROUND)
         assert float(control) == pytest.approx(expected[task]["dept-scratch"], abs=ROUND)
         assert float(relative) == pytest.approx(100 * expected[task]["relative_gain"], abs=0.05)
+    zero_shot = json.loads((fast_run / "zero_shot.json").read_text())
+    rows = re.findall(r"^\| (shapes_\w+) \| ([-\d.]+) \| ([-\d.]+) \| ([-\d.]+) \|$", report, re.M)
+    assert {r[0] for r in rows} == set(zero_shot)
+    for task, *values in rows:
+        assert [float(v) for v in values] == pytest.approx(list(zero_shot[task].values()), abs=ROUND)
     for name in ("score_vs_k.png", "costs.png"):
         assert (fast_run / "plots" / name).stat().st_size > 1000
     timings = json.loads((fast_run / "timings.json").read_text())

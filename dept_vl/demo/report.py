@@ -16,7 +16,8 @@ def _fmt(x: float) -> str:
     return f"{x:.3f}"
 
 
-def write_report(out: Path, records: list[dict], costs: dict, sources: dict, timings: dict, backbone: Path, test_size: int = 1000) -> dict[str, Any]:
+def write_report(out: Path, records: list[dict], costs: dict, sources: dict, timings: dict, backbone: Path,
+                 test_size: int = 1000, zero_shot: dict[str, dict[str, float]] | None = None) -> dict[str, Any]:
     plots = out / "plots"
     plots.mkdir(exist_ok=True)
     plot_score_vs_k(records, plots / "score_vs_k.png")
@@ -40,6 +41,11 @@ def write_report(out: Path, records: list[dict], costs: dict, sources: dict, tim
               "| task | dept-transfer | dept-scratch | gain | relative gain | gain / std |", "|---|---|---|---|---|---|"]
     lines += [f"| {g['task']} | {_fmt(g['dept-transfer'])} | {_fmt(g['dept-scratch'])} | {_fmt(g['gain'])} | "
               f"{100 * g['relative_gain']:+.1f}% | {g['gain_over_std']:.1f} |" for g in gains]
+    if zero_shot:
+        columns = list(next(iter(zero_shot.values())))
+        lines += ["", "## Zero-shot (no target training): what the format shift costs, what the source adapter carries", "",
+                  "| task | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+        lines += [f"| {task} | " + " | ".join(_fmt(scores[c]) for c in columns) + " |" for task, scores in sorted(zero_shot.items())]
     lines += ["", "![score vs k](plots/score_vs_k.png)", "", "## Source stage", "",
               "| adapter | mean dev headline (best) | best step | steps | trainable parameters | seconds |", "|---|---|---|---|---|---|"]
     for label, s in sources.items():

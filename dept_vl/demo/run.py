@@ -81,6 +81,9 @@ def run_demo(settings: DemoSettings, full: bool = False) -> dict[str, Any]:
         sources[label] = run_pretrain(cfg, show_progress=True)
         timings[label] = time.perf_counter() - t
 
+    print("[4/5] zero-shot: the frozen backbone on the shifted targets, with no adapter and with the source adapter")
+    zero_shot = {task: zero_shot_scores(task, backbone, out / "source_dept" / "adapter", settings) for task in targets}
+
     records: list[dict[str, Any]] = []
     costs: dict[str, dict[str, float]] = {}
     for task in targets:
@@ -119,10 +122,36 @@ def run_demo(settings: DemoSettings, full: bool = False) -> dict[str, Any]:
     for label, summary in sources.items():
         costs.setdefault(label, {})
     write_json_atomic(out / "costs.json", costs)
-    report = write_report(out, public, costs, sources, timings, backbone, settings.target_eval_size)
+    write_json_atomic(out / "zero_shot.json", zero_shot)
+    report = write_report(out, public, costs, sources, timings, backbone, settings.target_eval_size, zero_shot)
     timings["report"] = time.perf_counter() - t
     timings["total"] = sum(v for k, v in timings.items() if "/" not in k and k != "total")
     write_json_atomic(out / "timings.json", timings)
     print(report["headline"])
     print(f"report: {out / 'report.md'}   results: {out / 'results.json'}   plots: {out / 'plots'}")
     return {"records": public, "timings": timings, "report": report}
+
+
+def zero_shot_scores(task_name: str, backbone: Path, source_adapter: Path, settings: DemoSettings) -> dict[str, float]:
+    """A target's test score with no training: the frozen backbone alone (plain and shifted input) and
+    with the source adapter. Shows what the format shift costs and what the source adapter carries."""
+    import torch
+
+    from dept_vl.dept import DePTModel
+    from dept_vl.train import components as C
+    from dept_vl.train.predict import predict
+
+    config = _recipe("shapes_adapt", [f"model.backbone={backbone}"])
+    base = C.load_base_model(config.model, torch.device("cpu"))
+    task = C.load_tasks([task_name])[task_name]
+    scores = {}
+    for label, fmt, adapter in (("plain, no adapter", "plain", None), ("shifted, no adapter", "shifted", None),
+                                ("shifted, source adapter", "shifted", source_adapter)):
+        data = dataclasses.replace(config.data, format=fmt)
+        examples = C.load_split(task, "test", data, settings.target_eval_size)
+        features = C.Features.compute(base, [examples]) if task.has_images else None
+        collate = C.make_collator(base, data, config.dept.max_length, features)
+        model = DePTModel.from_pretrained(base, adapter) if adapter is not None else base
+        predictions = predict(model, examples, collate, base.tokenizer, config.eval, None, C.generation_length(task, config))
+        scores[label] = task.evaluate(predictions, examples)["headline"]
+    return scores
