@@ -85,6 +85,7 @@ class AdaptConfig:
     source: str | None = None  # adapter folder, or None / "none" to start from scratch
     transfer: list[str] = field(default_factory=lambda: ["prompt", "lowrank", "modules"])
     dev_k: int | None = None  # examples (per class) in the k-shot dev split; None = k
+    save_adapters: bool = True  # write each run's selected adapter to runs/k<k>_seed<s>/adapter
 
 
 @dataclass

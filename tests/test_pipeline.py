@@ -75,6 +75,26 @@ def test_adapt_from_scratch_and_prompt_tuning_labels(tmp_path):
     assert record["trainable_parameters"] == (4 * 64 + 2 * (48 + 64)) // 64 * 64  # same budget as DePT, rank 0
 
 
+@pytest.mark.parametrize("method, label", [("lora", "lora-scratch"), ("full", "full-scratch")])
+def test_reference_methods_run_through_the_same_pipeline(tmp_path, method, label):
+    from dept_vl.train.adapt import run_adapt
+    from dept_vl.train.evaluate import load_adapter_model
+    from dept_vl.train.components import load_base_model
+
+    cfg = load_config(None, TINY + [f"output_dir={tmp_path}", f"method={method}", "train.max_steps=2", "lora.r=2",
+                                   "adapt.task=shapes_para", "adapt.k=[2]", "adapt.seeds=[0]", "adapt.source=none"])
+    record = run_adapt(cfg, show_progress=False)["records"][0]
+    assert record["method"] == label and 0 <= record["score"] <= 1
+    base = load_base_model(cfg.model, torch.device("cpu"), method)
+    text_params = sum(p.numel() for p in base.text_model.parameters())
+    reloaded = load_adapter_model(tmp_path / "runs" / "k2_seed0" / "adapter", load_base_model(cfg.model, torch.device("cpu"), method))
+    assert sum(p.numel() for p in reloaded.adapter_state_dict().values()) == record["trainable_parameters"]
+    if method == "lora":  # r * (in + out) per adapted q and v projection: 2 layers x (enc self, dec self, dec cross)
+        assert record["trainable_parameters"] == 2 * 3 * 2 * 2 * (64 + 64)
+    else:
+        assert record["trainable_parameters"] >= text_params
+
+
 def test_resume_after_a_kill_matches_an_uninterrupted_run(tmp_path, monkeypatch):
     from safetensors.torch import load_file
 

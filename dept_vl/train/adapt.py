@@ -118,6 +118,8 @@ def _one_run(model, task, train, dev, test, collate, config: RunConfig, accelera
         "trainable_parameters": sum(p.numel() for p in model.trainable_parameters().values()),
     }
     if accelerator.is_main_process:
+        if config.adapt.save_adapters:
+            model.save_pretrained(run_dir / "adapter")
         write_predictions(run_dir / "predictions.jsonl", test, predictions)
         write_json_atomic(run_dir / "result.json", record)
     return record

@@ -96,6 +96,7 @@ def train_loop(
     best_state = None
     history: list[dict[str, Any]] = []
     logger = open(log_file, "a") if (log_file and accelerator.is_main_process) else None
+    board = _tensorboard(Path(log_file).parent / "tensorboard") if logger else None
     step = state["step"]
     running = torch.zeros((), device=device)
     nonfinite = torch.zeros((), dtype=torch.bool, device=device)
@@ -126,6 +127,8 @@ def train_loop(
         history.append(record)
         if logger:
             logger.write(json.dumps(record) + "\n")
+        if board is not None:
+            board.add_scalar("eval/headline", score, step)
         if show_progress:
             accelerator.print(f"step {step}: eval {score:.4f} (best {state['best_score']:.4f} at step {state['best_step']})")
 
@@ -181,7 +184,13 @@ def train_loop(
                 if logger:
                     logger.write(json.dumps(record) + "\n")
                     logger.flush()
-                bar.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{record['lr'][0]:.2g}", ex_s=f"{record['examples_per_s']:.0f}")
+                if board is not None:
+                    board.add_scalar("train/loss", record["loss"], step)
+                    board.add_scalar("train/examples_per_s", record["examples_per_s"], step)
+                    for group, lr in zip(optimizer.param_groups, record["lr"]):
+                        board.add_scalar(f"lr/{group.get('name', 'group')}", lr, step)
+                bar.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{record['lr'][0]:.2g}",
+                                step_ms=f"{record['step_time_ms']:.0f}", ex_s=f"{record['examples_per_s']:.0f}")
                 running.zero_()
                 task_loss.clear()
                 task_count.clear()
@@ -200,6 +209,8 @@ def train_loop(
         bar.close()
         if logger:
             logger.close()
+        if board is not None:
+            board.close()
     seconds = time.perf_counter() - t0
     median_step = sorted(step_times)[len(step_times) // 2] if step_times else 0.0
     rows_per_step = total_examples / max(1, len(step_times))
@@ -209,6 +220,15 @@ def train_loop(
         examples_per_s=rows_per_step * accelerator.num_processes / median_step if median_step else 0.0,
         peak_memory_mb=peak_memory_mb(device),
     )
+
+
+def _tensorboard(folder: Path) -> Any:
+    """A TensorBoard writer when the tensorboard package is installed (optional), else None."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter(str(folder))
 
 
 class _null:
