@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
 
 SHIPPED = Path(__file__).resolve().parents[1] / "assets" / "backbone-tiny"
 

@@ -41,6 +41,8 @@ def write_report(out: Path, records: list[dict], costs: dict, sources: dict, tim
               "| task | dept-transfer | dept-scratch | gain | relative gain | gain / std |", "|---|---|---|---|---|---|"]
     lines += [f"| {g['task']} | {_fmt(g['dept-transfer'])} | {_fmt(g['dept-scratch'])} | {_fmt(g['gain'])} | "
               f"{100 * g['relative_gain']:+.1f}% | {g['gain_over_std']:.1f} |" for g in gains]
+    lines += ["", "Relative gain: the gain over the scratch mean. Gain / std: the gain over the larger of the two arms' "
+              "standard deviations over seeds."]
     if zero_shot:
         columns = list(next(iter(zero_shot.values())))
         lines += ["", "## Zero-shot (no target training): what the format shift costs, what the source adapter carries", "",
