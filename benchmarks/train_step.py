@@ -7,7 +7,7 @@ graph pools and compile workspaces count), MFU against a bf16 matmul ceiling mea
 and generation latency; plus the VL model with its image-feature cache on and off.
 
     PYTHONPATH=. python benchmarks/train_step.py --size base --out benchmarks/results/t5-base.json
-    python benchmarks/train_step.py --smoke --out /tmp/smoke.json      # CPU, tiny model, seconds
+    python benchmarks/train_step.py --smoke --out smoke.json      # CPU, tiny model, seconds
 
 Rows (``variant``): ``reference`` (the DePT code's setting: every input padded to s=256, fp32, eager,
 written here), ``dept_fast`` / ``pt100_fast`` (DePT m=60 r=30 and prompt tuning with 100 tokens on
