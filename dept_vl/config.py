@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,8 @@ class TrainConfig:
     save_every: int = 250
     compile: str = "auto"  # auto (single GPU, >= 1000 steps) | on | off
     num_workers: int = 0
+    stop_at: int = 0  # > 0: end this job at that step with a checkpoint (time-limited jobs); --resume goes on
+    gradient_sync: str = "auto"  # several processes: ddp | allreduce (one flat all-reduce) | auto (allreduce when compiled)
 
 
 @dataclass
@@ -145,9 +148,27 @@ def _build(cls: type, data: dict[str, Any], where: str) -> Any:
     return cls(**kwargs)
 
 
+class _Loader(yaml.SafeLoader):
+    """YAML with YAML 1.2's booleans and floats: only true/false are booleans, so ``compile: off`` and
+    ``mixed_precision: no`` stay the strings they read as, and ``1e-4`` is a float."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+# and YAML 1.2's floats: ``1e-4`` is a number (YAML 1.1 wants ``1.0e-4``)
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)[eE][-+]?[0-9]+$"), list("-+.0123456789"))
+
+
+def read_yaml(text: str) -> Any:
+    """Parse YAML text as the config system does (YAML 1.2 booleans)."""
+    return yaml.load(text, Loader=_Loader)
+
+
 def _parse_value(text: str) -> Any:
-    value = yaml.safe_load(text)
-    return value
+    return read_yaml(text)
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -164,7 +185,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
                 raise ValueError(f"override {item!r}: {part!r} is not a section")
         value = _parse_value(text)
         if isinstance(value, str) and parts[-1] in ("k", "seeds", "tasks", "transfer", "target_modules", "trainable_modules"):
-            value = [yaml.safe_load(v) for v in value.replace(",", " ").split()]
+            value = [read_yaml(v) for v in value.replace(",", " ").split()]
         node[parts[-1]] = value
     return data
 
@@ -175,7 +196,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     if path is not None:
         from dept_vl.recipes import recipe_path
 
-        data = yaml.safe_load(recipe_path(str(path)).read_text()) or {}
+        data = read_yaml(recipe_path(str(path)).read_text()) or {}
     data = apply_overrides(data, list(overrides or []))
     config = _build(RunConfig, data, "")
     if config.method not in METHODS:

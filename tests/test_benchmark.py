@@ -85,3 +85,22 @@ def test_reference_row_is_the_dept_formula():
     labels = torch.randint(2, 120, (2, 4))
     with torch.no_grad():
         assert torch.allclose(ref(ids, mask, labels).logits, model(input_ids=ids, attention_mask=mask, labels=labels).logits, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_ddp_scaling_smoke_measures_both_arms_and_the_all_reduce(tmp_path):
+    """benchmarks/ddp_scaling.py --smoke: two CPU processes (gloo) against one, and the all-reduce probe."""
+    spec = importlib.util.spec_from_file_location("bench_ddp", ROOT / "benchmarks" / "ddp_scaling.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    path = tmp_path / "ddp.json"
+    bench.main(["--smoke", "--gpus", "2", "--skip", "evaluate,resume", "--work", str(tmp_path / "work"), "--out", str(path)])
+    out = json.loads(path.read_text())
+    assert out["schema"] == "dept-vl-ddp/1" and out["config"]["no_multicast"]["NCCL_NVLS_ENABLE"] == "0"
+    single, multi = out["scaling"]["single"], out["scaling"]["multi"]
+    assert (single["processes"], multi["processes"]) == (1, 2)
+    assert single["examples_per_s"] > 0 and multi["examples_per_s"] > 0
+    assert out["scaling"]["efficiency"] == pytest.approx(multi["examples_per_s"] / (2 * single["examples_per_s"]))
+    # the probe reduces exactly the adapter's gradients: m*d + s*r + r*d of the smoke's DePT
+    assert out["allreduce"]["numel"] == multi["trainable_parameters"] == 4 * 64 + 48 * 2 + 2 * 64
+    assert out["allreduce"]["processes"] == 2 and out["allreduce"]["median_ms"] > 0 and out["allreduce"]["backend"] == "gloo"

@@ -183,20 +183,76 @@ def test_source_adapter_of_another_base_fails_before_training(tmp_path, monkeypa
 
 
 @pytest.mark.slow
-def test_two_processes_pretrain_and_evaluate_like_one(source, tmp_path):
+def test_two_processes_resume_exactly_and_evaluate_like_one(source, tmp_path):
+    """DDP over two CPU processes (gloo): a run stopped half-way and resumed ends where the uninterrupted
+    run ends (each process's dropout RNG restored), and evaluation with two processes is one process's."""
+    from safetensors.torch import load_file
+
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    launch = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2", "--num_machines", "1",
-              "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "dept_vl"]
-    out2 = tmp_path / "pre2"
-    run = subprocess.run(launch + pretrain_args(out2, steps=2), env=env, capture_output=True, text=True, timeout=300)
-    assert run.returncode == 0, run.stderr[-3000:]
-    assert (out2 / "adapter" / "adapter.safetensors").is_file()
-    ev_args = ["evaluate", *TINY, "data.eval_size=13", "--adapter", str(source / "adapter"), "--task", "shapes_color", "--split", "dev"]
-    run = subprocess.run(launch + ev_args + ["--out", str(tmp_path / "e2")], env=env, capture_output=True, text=True, timeout=300)
-    assert run.returncode == 0, run.stderr[-3000:]
+    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "dept_vl"]
+
+    def run(args: list[str]) -> None:
+        done = subprocess.run(launch + args, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
+
+    whole, split = tmp_path / "whole", tmp_path / "split"
+    run(pretrain_args(whole, steps=6, extra=("train.log_every=1",)))
+    assert json.loads((whole / "metrics.json").read_text())["processes"] == 2
+    run(pretrain_args(split, steps=6, extra=("train.log_every=1", "train.stop_at=4")))
+    stopped = json.loads((split / "metrics.json").read_text())
+    assert stopped["steps"] == 4 and stopped["complete"] is False and stopped["final_dev"] is None
+    run(pretrain_args(split, steps=6, extra=("train.log_every=1", "--resume")))
+    a, b = load_file(whole / "last" / "adapter.safetensors"), load_file(split / "last" / "adapter.safetensors")
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=0, atol=0)
+    losses = [[r["loss"] for r in map(json.loads, (d / "log.jsonl").read_text().splitlines()) if "loss" in r] for d in (whole, split)]
+    assert losses[0] == losses[1] and len(losses[0]) == 6
+    # the compiled path's gradient sync (one flat all-reduce, model unwrapped) trains as DDP does
+    flat = tmp_path / "flat"
+    run(pretrain_args(flat, steps=6, extra=("train.gradient_sync=allreduce",)))
+    c = load_file(flat / "last" / "adapter.safetensors")
+    for name in a:
+        torch.testing.assert_close(c[name], a[name], rtol=1e-5, atol=1e-6)
+    assert not torch.equal(a["prompt"], load_file(source / "last" / "adapter.safetensors")["prompt"])  # two processes: other batches
+
+    ev_args = ["evaluate", *TINY, "data.eval_size=13", "eval.batch_size=4", "--adapter", str(source / "adapter"),
+               "--task", "shapes_color", "--split", "dev"]
+    run(ev_args + ["--out", str(tmp_path / "e2")])
     assert cli(ev_args + ["--out", str(tmp_path / "e1")]) == 0
     one = json.loads((tmp_path / "e1" / "metrics.json").read_text())
     two = json.loads((tmp_path / "e2" / "metrics.json").read_text())
     assert one["examples"] == two["examples"] == 13
     assert one["metrics"] == two["metrics"]
     assert (tmp_path / "e1" / "predictions.jsonl").read_text() == (tmp_path / "e2" / "predictions.jsonl").read_text()
+
+
+def test_config_words_on_off_yes_no_stay_words(tmp_path):
+    """YAML 1.1 would read ``off``/``no`` as booleans; the config system keeps them the words they are."""
+    cfg = load_config(None, ["train.compile=off", "train.mixed_precision=no", "data.feature_cache=false", "dept.lr_lowrank=1e-4"])
+    assert (cfg.train.compile, cfg.train.mixed_precision, cfg.data.feature_cache) == ("off", "no", False)
+    assert cfg.dept.lr_lowrank == 1e-4  # a YAML 1.2 float (YAML 1.1 reads the string '1e-4')
+    with pytest.raises(ValueError, match="lr_prompt.*number"):
+        load_config(None, ["dept.lr_prompt=fast"])
+    (tmp_path / "r.yaml").write_text("train:\n  compile: on\n  mixed_precision: no\n")
+    cfg = load_config(tmp_path / "r.yaml")
+    assert (cfg.train.compile, cfg.train.mixed_precision) == ("on", "no")
+    cfg.save(tmp_path / "again.yaml")
+    assert load_config(tmp_path / "again.yaml").train.compile == "on"
+
+
+@pytest.mark.parametrize("name", ["one_node_2gpus", "multi_node"])
+def test_accelerate_configs_load_and_name_real_recipes(name):
+    """The documented multi-GPU / multi-node recipes are valid accelerate configs whose commands run real recipes."""
+    from accelerate.commands.config.config_args import ClusterConfig
+
+    from dept_vl.recipes import list_recipes
+
+    path = Path(__file__).resolve().parents[1] / "configs" / "accelerate" / f"{name}.yaml"
+    config = ClusterConfig.from_yaml_file(str(path))
+    assert str(config.distributed_type).endswith("MULTI_GPU") and config.mixed_precision == "no"
+    assert config.num_processes % config.num_machines == 0 and config.num_processes >= 2
+    commands = [line for line in path.read_text().splitlines() if "accelerate launch" in line]
+    assert commands and all(f"--config_file configs/accelerate/{name}.yaml" in c for c in commands)
+    assert {c.split("--config ")[1].split()[0] for c in commands} <= set(list_recipes())
+    if config.num_machines > 1:
+        assert {c.split("--machine_rank ")[1].split()[0] for c in commands} == {str(i) for i in range(config.num_machines)}

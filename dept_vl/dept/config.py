@@ -48,13 +48,16 @@ class DePTConfig:
                 "DePTConfig.num_virtual_tokens=0 with rank=0 trains nothing; set num_virtual_tokens > 0 "
                 "(prompt tuning) or rank > 0 (low-rank offset)"
             )
-        need(self.alpha > 0, "alpha", "must be > 0")
+        need(isinstance(self.alpha, (int, float)) and not isinstance(self.alpha, bool) and self.alpha > 0, "alpha", "must be a number > 0")
         need(self.init in INIT_CHOICES, "init", f"unknown init; choose one of {', '.join(INIT_CHOICES)}")
         if self.init == "text":
             need(bool(self.init_text), "init_text", "init='text' needs a non-empty init_text")
+        for name in ("lr_prompt", "lr_lowrank", "lr_modules", "weight_decay", "alpha"):
+            value = getattr(self, name)
+            need(isinstance(value, (int, float)) and not isinstance(value, bool), name, "must be a number (e.g. 1e-4)")
         for name in ("lr_prompt", "lr_lowrank", "lr_modules"):
-            need(float(getattr(self, name)) > 0, name, "learning rates must be > 0")
-        need(float(self.weight_decay) >= 0, "weight_decay", "must be >= 0")
+            need(getattr(self, name) > 0, name, "learning rates must be > 0")
+        need(self.weight_decay >= 0, "weight_decay", "must be >= 0")
         if isinstance(self.trainable_modules, str):
             self.trainable_modules = [self.trainable_modules]
         self.trainable_modules = list(self.trainable_modules)

@@ -209,6 +209,17 @@ def _tiny_bart() -> VLModelSpec:
                        image_pretrained=False, tokenizer=WORD_LEVEL)
 
 
+def _t5_base_random() -> VLModelSpec:
+    """T5-base's shapes (d_model 768, 12+12 layers, 12 heads, d_ff 3072) and a ViT-S/8 on 48x48 images, both
+    with random weights, and the synthetic world's word-level tokenizer: throughput and multi-GPU runs
+    at a real model size without a network (the accuracy of random weights means nothing)."""
+    text = dict(model_type="t5", d_model=768, d_ff=3072, num_layers=12, num_decoder_layers=12, num_heads=12, d_kv=64,
+                pad_token_id=0, eos_token_id=1, decoder_start_token_id=0)
+    vit = dict(TINY_VIT, embed_dim=384, depth=12, num_heads=6)
+    return VLModelSpec(text_config=text, image_encoder="vit_small_patch16_224", image_encoder_kwargs=vit,
+                       image_pretrained=False, tokenizer=WORD_LEVEL)
+
+
 # Hub-backed presets (need a network the first time): the grid is pooled to 7 x 7 = 49 visual tokens.
 HUB_PRESETS = {
     "t5-base+vit-b16-clip": ("t5-base", "vit_base_patch16_clip_224.openai"),
@@ -218,5 +229,6 @@ HUB_PRESETS = {
 
 register_preset("tiny", _tiny)
 register_preset("tiny-bart", _tiny_bart)
+register_preset("t5-base-random", _t5_base_random)
 for _name, (_text, _image) in HUB_PRESETS.items():
     register_preset(_name, VLModelSpec(text_model=_text, image_encoder=_image, pool_size=7))

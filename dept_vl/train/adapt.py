@@ -14,7 +14,7 @@ from dept_vl.data.batching import plan_batches
 from dept_vl.data.kshot import kshot_split
 from dept_vl.io import write_json_atomic, write_text_atomic
 from dept_vl.train import components as C
-from dept_vl.train.loop import make_accelerator, train_loop
+from dept_vl.train.loop import make_accelerator, may_skip_parameters, train_loop
 from dept_vl.train.methods import build_method
 from dept_vl.train.predict import predict, write_predictions
 
@@ -57,7 +57,7 @@ def source_dept_config(config: RunConfig, base: Any) -> tuple[RunConfig, dict | 
 def run_adapt(config: RunConfig, show_progress: bool = True) -> dict[str, Any]:
     """Train and test one adapter per (k, seed); writes per-run JSON, ``results.json`` and a summary."""
     out = Path(config.output_dir)
-    accelerator = make_accelerator()
+    accelerator = make_accelerator(find_unused_parameters=may_skip_parameters(config))
     task = C.load_tasks([config.adapt.task])[config.adapt.task]
     label = run_label(config)
     C.seed_everything(0)

@@ -34,8 +34,11 @@ def _as_tuple(value: Any) -> Any:
     return tuple(_as_tuple(v) for v in value) if isinstance(value, (list, tuple)) else value
 
 
-def save_checkpoint(root: str | Path, step: int, model: Any, optimizer: Any, scheduler: Any, state: dict[str, Any], keep: int = 2) -> Path:
-    """Write ``root/step_<n>`` through a temporary folder renamed into place, then point ``root/latest`` at it."""
+def save_checkpoint(root: str | Path, step: int, model: Any, optimizer: Any, scheduler: Any, state: dict[str, Any], keep: int = 2,
+                    rng_states: list[dict[str, Any]] | None = None) -> Path:
+    """Write ``root/step_<n>`` through a temporary folder renamed into place, then point ``root/latest`` at it.
+
+    ``rng_states``: every process's RNG state, in rank order (dropout differs per process); default: this one's."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step_{step:07d}"
@@ -44,7 +47,7 @@ def save_checkpoint(root: str | Path, step: int, model: Any, optimizer: Any, sch
     model.save_pretrained(tmp / "adapter")
     torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
     torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
-    torch.save(rng_state(), tmp / "rng.pt")
+    torch.save({"per_rank": rng_states or [rng_state()]}, tmp / "rng.pt")
     (tmp / "state.json").write_text(json.dumps({**state, "step": step}, indent=2))
     if final.exists():
         shutil.rmtree(final)
@@ -64,8 +67,9 @@ def latest_checkpoint(root: str | Path) -> Path | None:
     return path if path.is_dir() else None
 
 
-def load_checkpoint(path: str | Path, model: Any, optimizer: Any, scheduler: Any) -> dict[str, Any]:
-    """Restore everything :func:`save_checkpoint` wrote; returns the saved loop state (with ``step``)."""
+def load_checkpoint(path: str | Path, model: Any, optimizer: Any, scheduler: Any, rank: int = 0) -> dict[str, Any]:
+    """Restore everything :func:`save_checkpoint` wrote (process ``rank`` takes its own RNG state; with more
+    processes than saved states, ``rank`` modulo their number); returns the saved loop state (with ``step``)."""
     from dept_vl.dept.model import read_adapter
 
     path = Path(path)
@@ -73,5 +77,7 @@ def load_checkpoint(path: str | Path, model: Any, optimizer: Any, scheduler: Any
     model.load_adapter_state(tensors, parts=("prompt", "lowrank", "modules"))
     optimizer.load_state_dict(torch.load(path / "optimizer.pt", map_location="cpu", weights_only=True))
     scheduler.load_state_dict(torch.load(path / "scheduler.pt", map_location="cpu", weights_only=True))
-    set_rng_state(torch.load(path / "rng.pt", map_location="cpu", weights_only=True))
+    saved = torch.load(path / "rng.pt", map_location="cpu", weights_only=True)
+    states = saved["per_rank"] if "per_rank" in saved else [saved]
+    set_rng_state(states[rank % len(states)])
     return json.loads((path / "state.json").read_text())

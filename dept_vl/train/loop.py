@@ -13,7 +13,7 @@ import torch
 from tqdm.auto import tqdm
 
 from dept_vl.config import TrainConfig
-from dept_vl.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from dept_vl.train.checkpoint import latest_checkpoint, load_checkpoint, rng_state, save_checkpoint
 
 
 class NonFiniteLoss(RuntimeError):
@@ -43,6 +43,42 @@ def use_compile(cfg: TrainConfig, device: torch.device, num_processes: int) -> b
     if cfg.compile == "auto":
         return device.type == "cuda" and num_processes == 1 and cfg.max_steps >= COMPILE_AUTO_MIN_STEPS
     return cfg.compile == "on"
+
+
+def reduce_by_hand(cfg: TrainConfig, compiled: bool, num_processes: int) -> bool:
+    """``train.gradient_sync``: how several processes average gradients. ``ddp``: torch's DDP wrapper
+    (overlaps the all-reduce with the backward pass through autograd hooks); ``allreduce``: the model stays
+    unwrapped and one flat all-reduce of every trainable gradient follows the backward pass (an adapter's
+    gradients are a few hundred KB: nothing to overlap); ``auto``: ``allreduce`` when compiled, since DDP's
+    hooks break the compiled graph and keep CUDA graphs out, else ``ddp``."""
+    if cfg.gradient_sync not in ("auto", "ddp", "allreduce"):
+        raise ValueError(f"train.gradient_sync={cfg.gradient_sync!r}; choose auto, ddp or allreduce")
+    if num_processes == 1:
+        return False
+    return cfg.gradient_sync == "allreduce" or (cfg.gradient_sync == "auto" and compiled)
+
+
+def broadcast_parameters(params: Sequence[torch.Tensor], source: int = 0) -> None:
+    """Copy ``params`` from process ``source`` to every process."""
+    import torch.distributed as dist
+
+    for p in params:
+        dist.broadcast(p.data, source)
+
+
+def average_gradients(params: Sequence[torch.Tensor]) -> None:
+    """Average the gradients of ``params`` over processes with one flat all-reduce (absent ones count as zero)."""
+    import torch.distributed as dist
+
+    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+    flat = torch.cat([g.reshape(-1).float() for g in grads])
+    dist.all_reduce(flat)
+    flat /= dist.get_world_size()
+    offset = 0
+    for p, g in zip(params, grads):
+        n = g.numel()
+        p.grad = flat[offset : offset + n].view_as(g).to(g.dtype)
+        offset += n
 
 
 def peak_memory_mb(device: torch.device) -> float:
@@ -83,16 +119,22 @@ def train_loop(
     optimizer = make_optimizer(model.param_groups())
     scheduler = get_linear_schedule_with_warmup(optimizer, min(cfg.warmup_steps, cfg.max_steps), cfg.max_steps)
     trainable = [p for g in optimizer.param_groups for p in g["params"]]
-    wrapped, optimizer = accelerator.prepare(model, optimizer)
     compiled = use_compile(cfg, device, accelerator.num_processes)
+    by_hand = reduce_by_hand(cfg, compiled, accelerator.num_processes)
+    if by_hand:  # the model stays unwrapped: its gradients are averaged after the backward pass
+        wrapped, optimizer = model, accelerator.prepare(optimizer)
+    else:
+        wrapped, optimizer = accelerator.prepare(model, optimizer)
     # the fast path: one compiled graph over length buckets (CUDA graphs unless accumulating gradients)
     loss_fn = compile_loss(wrapped, enabled=compiled, mode="reduce-overhead" if cfg.grad_accum == 1 else "max-autotune-no-cudagraphs")
     limit = getattr(getattr(model, "dept_config", None), "max_length", None)
 
     state: dict[str, Any] = {"step": 0, "best_score": None, "best_step": None}
     if resume and checkpoint_dir is not None and (found := latest_checkpoint(checkpoint_dir)) is not None:
-        state = load_checkpoint(found, model, optimizer, scheduler)
+        state = load_checkpoint(found, model, optimizer, scheduler, rank=accelerator.process_index)
         accelerator.print(f"resumed from {found} at step {state['step']}")
+    if by_hand:
+        broadcast_parameters(trainable)  # what DDP does when it wraps a model: every process starts from rank 0's
     best_state = None
     history: list[dict[str, Any]] = []
     logger = open(log_file, "a") if (log_file and accelerator.is_main_process) else None
@@ -107,11 +149,19 @@ def train_loop(
     total_examples = 0
     bar = tqdm(total=cfg.max_steps, initial=step, disable=not (show_progress and accelerator.is_main_process), dynamic_ncols=True)
 
-    def checkpoint() -> None:
+    def checkpoint(collective: bool = True) -> None:
+        """Every process's RNG state goes in; after Ctrl-C (``collective=False``) no process waits on
+        another, so the main process writes its own state alone (the others resume from it)."""
         if checkpoint_dir is not None:
+            rngs = [rng_state()]
+            if collective and accelerator.num_processes > 1:
+                from accelerate.utils import gather_object
+
+                rngs = gather_object(rngs)
             if accelerator.is_main_process:
-                save_checkpoint(checkpoint_dir, step, model, optimizer, scheduler, state)
-            accelerator.wait_for_everyone()
+                save_checkpoint(checkpoint_dir, step, model, optimizer, scheduler, state, rng_states=rngs)
+            if collective:
+                accelerator.wait_for_everyone()
 
     def run_eval() -> None:
         nonlocal best_state
@@ -155,6 +205,8 @@ def train_loop(
                 examples += batch["input_ids"].shape[0]
                 total_examples += batch["input_ids"].shape[0]
                 micro_since_log += 1
+            if by_hand:
+                average_gradients(trainable)
             if cfg.max_grad_norm and cfg.max_grad_norm > 0:
                 accelerator.clip_grad_norm_(trainable, cfg.max_grad_norm)
             optimizer.step()
@@ -165,7 +217,8 @@ def train_loop(
             step_times.append(time.perf_counter() - t_step)
             bar.update(1)
             at_log = step % cfg.log_every == 0 or step == cfg.max_steps
-            at_save = checkpoint_dir is not None and cfg.save_every > 0 and (step % cfg.save_every == 0 or step == cfg.max_steps)
+            stopping = 0 < cfg.stop_at == step < cfg.max_steps
+            at_save = checkpoint_dir is not None and (stopping or (cfg.save_every > 0 and (step % cfg.save_every == 0 or step == cfg.max_steps)))
             if at_log or at_save:
                 if bool(nonfinite):  # the one host sync, only at log and save points
                     raise NonFiniteLoss(
@@ -201,9 +254,12 @@ def train_loop(
                 wrapped.train()
             if at_save:
                 checkpoint()
+            if stopping:
+                accelerator.print(f"stopping at step {step} (train.stop_at); continue with --resume")
+                break
     except KeyboardInterrupt:
         accelerator.print(f"interrupted at step {step}: saving a checkpoint")
-        checkpoint()
+        checkpoint(collective=accelerator.num_processes == 1)
         raise
     finally:
         bar.close()
@@ -239,14 +295,25 @@ class _null:
         return False
 
 
-def make_accelerator(mixed_precision: str = "no", cpu: bool = False) -> Any:
-    """An Accelerator for this process (DDP under ``accelerate launch``); unused-parameter search on, since
-    trainable modules may sit out a text-only batch."""
+def make_accelerator(mixed_precision: str = "no", cpu: bool = False, find_unused_parameters: bool = True) -> Any:
+    """An Accelerator for this process (DDP under ``accelerate launch``). ``find_unused_parameters``: let
+    DDP search the graph for trainable parameters a batch did not use (a text-only batch skips the
+    visual projection); it costs a graph walk per step, so runs whose parameters are all used turn it off."""
+    import os
+
     from accelerate import Accelerator
     from accelerate.utils import DistributedDataParallelKwargs
 
+    # several processes without CUDA (torchrun on CPUs): accelerate's gloo backend needs cpu=True
+    cpu = cpu or (not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1)
     return Accelerator(mixed_precision=mixed_precision, cpu=cpu,
-                       kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
+                       kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=find_unused_parameters)])
+
+
+def may_skip_parameters(config: Any) -> bool:
+    """Whether a batch can leave trainable parameters unused: full fine-tuning, or base modules trained
+    beside the prompt (DePT's prompt, A and B, LoRA's matrices and a prompt are used by every batch)."""
+    return config.method == "full" or (config.method in ("dept", "prompt_tuning") and bool(config.dept.trainable_modules))
 
 
 def is_finite(value: float) -> bool:

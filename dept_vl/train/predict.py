@@ -19,18 +19,19 @@ def predict(
     model: Any, examples: Sequence[Example], collate: Collator, tokenizer: Any, cfg: EvalConfig,
     accelerator: Any = None, max_new_tokens: int | None = None,
 ) -> list[str]:
-    """Generated text for every example, in order. Each process generates for ``examples[rank::world]``
-    (length-sorted for little padding); the results are gathered and put back in the examples' order."""
+    """Generated text for every example, in order. The examples are sorted by length (little padding) and
+    cut into batches of ``cfg.batch_size``; process ``rank`` generates batches ``rank, rank + world, ...``.
+    Every batch is the one a single process would run, so the numbers do not depend on the process count.
+    The results are gathered and put back in the examples' order."""
     rank = accelerator.process_index if accelerator is not None else 0
     world = accelerator.num_processes if accelerator is not None else 1
     device = accelerator.device if accelerator is not None else next(model.parameters()).device
-    mine = list(range(rank, len(examples), world))
-    mine.sort(key=lambda i: len(examples[i].input_text))
+    order = sorted(range(len(examples)), key=lambda i: len(examples[i].input_text))
+    batches = [order[start : start + cfg.batch_size] for start in range(0, len(order), cfg.batch_size)]
     was_training = model.training
     model.eval()
     pairs: list[tuple[int, str]] = []
-    for start in range(0, len(mine), cfg.batch_size):
-        indices = mine[start : start + cfg.batch_size]
+    for indices in batches[rank::world]:
         batch = collate([examples[i] for i in indices], with_labels=False)
         batch = {k: v.to(device) for k, v in batch.items()}
         output = model.generate(

@@ -9,7 +9,7 @@ from dept_vl.config import RunConfig
 from dept_vl.data.batching import mixture_rates, plan_batches
 from dept_vl.io import write_json_atomic
 from dept_vl.train import components as C
-from dept_vl.train.loop import make_accelerator, train_loop
+from dept_vl.train.loop import make_accelerator, may_skip_parameters, train_loop
 from dept_vl.train.methods import build_method
 from dept_vl.train.predict import predict
 
@@ -33,7 +33,7 @@ def model_tokenizer(model: Any) -> Any:
 def run_pretrain(config: RunConfig, resume: bool = False, show_progress: bool = True) -> dict[str, Any]:
     """Train on ``config.data.tasks``; writes ``adapter/`` (best), ``last/``, logs and metrics under output_dir."""
     out = Path(config.output_dir)
-    accelerator = make_accelerator(mixed_precision=_precision(config))
+    accelerator = make_accelerator(mixed_precision=_precision(config), find_unused_parameters=may_skip_parameters(config))
     tasks = C.load_tasks(config.data.tasks)
     C.seed_everything(config.train.seed)
     train_sets = {n: C.load_split(t, "train", config.data, config.data.train_size) for n, t in tasks.items()}
@@ -71,18 +71,23 @@ def run_pretrain(config: RunConfig, resume: bool = False, show_progress: bool = 
         checkpoint_dir=out / "checkpoints", evaluate=evaluate, on_best=on_best, resume=resume,
         log_file=out / "log.jsonl", batch_task=lambda spec: spec[0], show_progress=show_progress,
     )
-    final = evaluate_tasks(model, tasks, dev_sets, collate, config, accelerator)
+    complete = result.steps >= config.train.max_steps
+    # a job stopped by train.stop_at skips the final evaluation: --resume finishes it
+    final = evaluate_tasks(model, tasks, dev_sets, collate, config, accelerator) if complete else None
     summary = {
-        "output_dir": str(out), "adapter": str(out / "adapter"), "steps": result.steps,
+        "output_dir": str(out), "adapter": str(out / "adapter"), "steps": result.steps, "complete": complete,
         "best_score": result.best_score, "best_step": result.best_step, "final_dev": final,
         "seconds": result.seconds, "step_time_ms": result.step_time_ms, "examples_per_s": result.examples_per_s,
         "peak_memory_mb": result.peak_memory_mb, "trainable_parameters": sum(p.numel() for p in model.trainable_parameters().values()),
-        "mixture_rates": rates,
+        "mixture_rates": rates, "processes": world,
     }
     if accelerator.is_main_process:
         model.save_pretrained(out / "last")
         write_json_atomic(out / "metrics.json", summary)
-        accelerator.print(f"best adapter (mean dev {result.best_score:.4f} at step {result.best_step}): {out / 'adapter'}")
+        if not complete:
+            accelerator.print(f"stopped at step {result.steps} of {config.train.max_steps}; continue with --resume")
+        elif result.best_score is not None:
+            accelerator.print(f"best adapter (mean dev {result.best_score:.4f} at step {result.best_step}): {out / 'adapter'}")
     return summary
 
 
