@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 import random
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 import torch
@@ -27,12 +28,14 @@ class Collator:
     image_features: dict[str, torch.Tensor] | None = None
     load_image: Callable[[Any], Any] | None = None
     pixels: dict[str, torch.Tensor] | None = None  # preprocessed images by id (when the encoder trains)
+    truncated: int = field(default=0, init=False)  # inputs cut to max_input_length so far
 
     def __call__(self, examples: Sequence[Example], with_labels: bool = True) -> dict[str, torch.Tensor]:
         enc = self.tokenizer(
             [e.input_text for e in examples], padding="longest", truncation=True,
             max_length=self.max_input_length, return_tensors="pt",
         )
+        self._check_truncation(examples, enc["attention_mask"])
         batch = {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
         if with_labels:
             dec = self.tokenizer(
@@ -48,6 +51,20 @@ class Collator:
                 raise ValueError(f"a batch mixes examples with and without images (e.g. {ids}); group them by task")
             batch.update(self.images(examples))
         return batch
+
+    def _check_truncation(self, examples: Sequence[Example], mask: torch.Tensor) -> None:
+        """Warn (once per collator) when inputs are longer than ``max_input_length``: their ends are lost."""
+        full = [i for i, n in enumerate(mask.sum(1).tolist()) if n >= self.max_input_length]
+        if not full:
+            return
+        lengths = [len(self.tokenizer(examples[i].input_text)["input_ids"]) for i in full]
+        cut = [(examples[i].id, n) for i, n in zip(full, lengths) if n > self.max_input_length]
+        if cut and not self.truncated:
+            warnings.warn(
+                f"inputs longer than max_input_length={self.max_input_length} tokens are cut (e.g. {cut[0][0]!r}: "
+                f"{cut[0][1]} tokens): their ends are lost. Raise dept.max_length (the longest text DePT's A @ B "
+                f"covers) or data.max_input_length", stacklevel=2)
+        self.truncated += len(cut)
 
     def images(self, examples: Sequence[Example]) -> dict[str, torch.Tensor]:
         if self.image_features is not None and all(e.image_id in self.image_features for e in examples):
