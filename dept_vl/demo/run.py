@@ -23,7 +23,7 @@ class DemoSettings:
     targets: list[str] = dataclasses.field(default_factory=lambda: list(DEFAULT_TARGETS))
     k: list[int] = dataclasses.field(default_factory=lambda: [4, 16, 32])
     seeds: list[int] = dataclasses.field(default_factory=lambda: [0, 1, 2])
-    source_steps: int = 1500
+    source_steps: int = 3000
     target_steps: int = 100
     source_train_size: int = 4000
     source_eval_size: int = 300
