@@ -306,8 +306,33 @@ def make_accelerator(mixed_precision: str = "no", cpu: bool = False, find_unused
 
     # several processes without CUDA (torchrun on CPUs): accelerate's gloo backend needs cpu=True
     cpu = cpu or (not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1)
-    return Accelerator(mixed_precision=mixed_precision, cpu=cpu,
-                       kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=find_unused_parameters)])
+    accelerator = Accelerator(mixed_precision=mixed_precision, cpu=cpu,
+                              kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=find_unused_parameters)])
+    if accelerator.num_processes > 1:
+        _close_process_group_at_exit()
+    return accelerator
+
+
+_CLOSE_REGISTERED = False
+
+
+def _close_process_group_at_exit() -> None:
+    """At exit, wait for every process, then destroy the process group: a process that leaves first with
+    its group open can abort ("terminate called without an active exception") and fail the launch."""
+    global _CLOSE_REGISTERED
+    if _CLOSE_REGISTERED:
+        return
+    import atexit
+
+    def close() -> None:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            dist.barrier()
+            dist.destroy_process_group()
+
+    atexit.register(close)
+    _CLOSE_REGISTERED = True
 
 
 def may_skip_parameters(config: Any) -> bool:
