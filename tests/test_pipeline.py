@@ -161,6 +161,7 @@ def test_optimizer_groups_weight_decay_and_clipping_follow_the_config(monkeypatc
     (["adapt.task=cola", "data.data_dir=/nonexistent/glue"], "/nonexistent/glue"),
     (["train.max_step=3"], "did you mean 'train.max_steps'"),
     (["adapt.task=shapes_para", "adapt.k=[500]"], "k=500"),
+    (["adapt.task=shapes_para", "adapt.k=[2]", "train.stop_at=2"], "stop_at=2 needs a checkpoint folder"),
 ])
 def test_bad_input_fails_before_training(tmp_path, overrides, message, monkeypatch):
     from dept_vl.train import adapt

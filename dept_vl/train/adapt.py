@@ -57,6 +57,9 @@ def source_dept_config(config: RunConfig, base: Any) -> tuple[RunConfig, dict | 
 def run_adapt(config: RunConfig, show_progress: bool = True) -> dict[str, Any]:
     """Train and test one adapter per (k, seed); writes per-run JSON, ``results.json`` and a summary."""
     out = Path(config.output_dir)
+    if config.train.stop_at:
+        raise ValueError(f"train.stop_at={config.train.stop_at} needs a checkpoint folder to stop into; k-shot runs keep "
+                         f"none (each is short), so drop train.stop_at")
     accelerator = make_accelerator(find_unused_parameters=may_skip_parameters(config))
     task = C.load_tasks([config.adapt.task])[config.adapt.task]
     label = run_label(config)

@@ -115,6 +115,9 @@ def train_loop(
 
     from dept_vl.train.fastpath import compile_loss, make_optimizer, pad_to_bucket
 
+    if cfg.stop_at and checkpoint_dir is None:
+        raise ValueError(f"train.stop_at={cfg.stop_at} needs a checkpoint folder to stop into; this run keeps none "
+                         f"(dept-vl pretrain does), so drop train.stop_at")
     device = accelerator.device
     optimizer = make_optimizer(model.param_groups())
     scheduler = get_linear_schedule_with_warmup(optimizer, min(cfg.warmup_steps, cfg.max_steps), cfg.max_steps)
