@@ -13,8 +13,8 @@ Rows (``variant``): ``reference`` (the DePT code's setting: every input padded t
 written here), ``dept_fast`` / ``pt100_fast`` (DePT m=60 r=30 and prompt tuning with 100 tokens on
 dept-vl's fast path: bf16 base, length buckets, torch.compile, fused AdamW), ``dept_eager`` (the same
 without compilation), ``peft_pt100`` / ``peft_lora`` (HF peft as its users run it: bf16 base, dynamic
-padding, eager), ``full_ft`` (fp32 weights, bf16 autocast, eager). ``*_biased`` rows use the opt-in
-attention lever. Workloads: ``glue`` (lognormal lengths, median 40, sigma 0.6, clipped to [8, 256]),
+padding, eager), ``full_ft`` (fp32 weights, bf16 autocast, eager). ``*_biased`` / ``*_cudnn`` rows use the
+fused biased attention (``biased_sdpa`` / ``biased_cudnn``). Workloads: ``glue`` (lognormal lengths, median 40, sigma 0.6, clipped to [8, 256]),
 ``glue_grouped`` (the same lengths, length-grouped batches), ``full256``, ``len32`` ... ``len256``.
 """
 
@@ -51,6 +51,7 @@ SIZES = {  # T5 v1.0 shapes; vocab 32128
 }
 M, R, S, PT_TOKENS, LORA_R, LABEL_LEN = 60, 30, 256, 100, 8, 4
 SWEEP = (32, 64, 128, 256)
+LEVERS = {"_biased": "biased_sdpa", "_cudnn": "biased_cudnn"}  # row suffix -> attention of that row
 T0 = time.time()
 
 
@@ -134,13 +135,13 @@ def build_variant(name: str, size: str, device: str, args: argparse.Namespace) -
     """Model, step function, padding policy and FLOP facts of one row."""
     on_gpu = device == "cuda"
     fast_dtype = torch.bfloat16 if on_gpu else torch.float32
-    biased = name.endswith("_biased")
-    base_name = name.removesuffix("_biased")
+    lever = next((suffix for suffix in LEVERS if name.endswith(suffix)), "")
+    base_name = name.removesuffix(lever) if lever else name
     if base_name in ("dept_fast", "pt100_fast", "dept_eager"):
         m, r = (PT_TOKENS, 0) if base_name == "pt100_fast" else (M, R)
         base = build_t5(size, torch.float32, "sdpa", device)
         model = DePTModel(base, DePTConfig(num_virtual_tokens=m, rank=r, max_length=S, init="vocab"))
-        fastpath.prepare_fast_model(model, fast_dtype, attention="biased_sdpa" if biased else args.attention)
+        fastpath.prepare_fast_model(model, fast_dtype, attention=LEVERS.get(lever, args.attention))
         compiled = base_name != "dept_eager" and not args.no_compile
         loss_fn = fastpath.compile_loss(model, enabled=compiled, mode=args.mode, dynamic=not args.static_shapes,
                                         backend="inductor" if on_gpu else args.cpu_backend)
@@ -447,7 +448,7 @@ def attention_checks(args: argparse.Namespace, batch: dict[str, torch.Tensor]) -
         dtypes = [torch.float32] + ([torch.bfloat16] if device == "cuda" else [])
         for dtype in dtypes:
             fastpath.prepare_fast_model(model, dtype)
-            for attention in ("eager", "sdpa", "biased_sdpa"):
+            for attention in ("eager", "sdpa", "biased_sdpa", "biased_cudnn"):
                 name = f"{attention}_{str(dtype).split('.')[-1]}"
                 try:
                     fastpath.set_attention(model, attention)
@@ -531,7 +532,7 @@ def summarise(out: dict) -> dict[str, Any]:
 
     ref_glue = rows.get(("reference", "glue"))
     summary: dict[str, Any] = {}
-    for fast, pt in (("dept_fast", "pt100_fast"), ("dept_fast_biased", "pt100_fast_biased")):
+    for fast, pt in [("dept_fast", "pt100_fast")] + [(f"dept_fast{x}", f"pt100_fast{x}") for x in LEVERS]:
         if (fast, "glue") not in rows:
             continue
         summary[fast] = {
@@ -594,6 +595,8 @@ WORKLOADS = {  # which workloads each row runs (the reference pads to 256 whatev
     "dept_eager": ["glue", "full256"],
     "dept_fast_biased": ["glue", "full256", "glue_grouped"],
     "pt100_fast_biased": ["glue", "full256", "glue_grouped"],
+    "dept_fast_cudnn": ["glue", "full256", "glue_grouped"],
+    "pt100_fast_cudnn": ["glue", "full256", "glue_grouped"],
 }
 
 
@@ -642,10 +645,10 @@ def main(argv: list[str] | None = None) -> dict:
     data = workloads(args.batch, args.steps, SIZES[args.size]["vocab_size"])
     if args.checks:
         out["checks"] = attention_checks(args, data["glue"][0])
-    biased_ok = "error" not in (out.get("checks") or {}).get("biased_sdpa_bfloat16", {})
     for name in rows:
-        if name.endswith("_biased") and not biased_ok:
-            out["skipped"].append(f"{name}: the eager biased_sdpa check failed")
+        lever = next((LEVERS[x] for x in LEVERS if name.endswith(x)), None)
+        if lever and "error" in (out.get("checks") or {}).get(f"{lever}_bfloat16", {}):
+            out["skipped"].append(f"{name}: the eager {lever} check failed")
             continue
         if time.time() - T0 > args.deadline:
             out["skipped"].append(f"{name}: deadline")

@@ -66,6 +66,7 @@ class TrainConfig:
     eval_every: int = 250
     save_every: int = 250
     compile: str = "auto"  # auto (single GPU, >= 1000 steps) | on | off
+    attention: str = "auto"  # auto (biased_sdpa for T5 with a frozen base on GPU) | keep | eager | sdpa | biased_sdpa | biased_cudnn
     num_workers: int = 0
     stop_at: int = 0  # > 0: end this job at that step with a checkpoint (time-limited jobs); --resume goes on
     gradient_sync: str = "auto"  # several processes: ddp | allreduce (one flat all-reduce) | auto (allreduce when compiled)

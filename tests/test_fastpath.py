@@ -124,6 +124,23 @@ def test_aligned_attention_inputs_pad_keys_without_changing_attention(key_length
     assert torch.allclose(F.scaled_dot_product_attention(q, k2, v2, attn_mask=b2, scale=1.0), expected, atol=1e-5)
 
 
+def test_auto_attention_picks_the_biased_kernel_only_for_t5_on_cuda():
+    from transformers import BartConfig, BartForConditionalGeneration
+
+    t5 = dept()
+    assert fastpath.resolve_attention("auto", t5, "cuda") == "biased_sdpa"
+    assert fastpath.resolve_attention("auto", t5, "cpu") == "keep"
+    bart = BartForConditionalGeneration(BartConfig(vocab_size=64, d_model=16, encoder_layers=1, decoder_layers=1,
+                                                   encoder_attention_heads=2, decoder_attention_heads=2,
+                                                   encoder_ffn_dim=32, decoder_ffn_dim=32, max_position_embeddings=32))
+    assert fastpath.resolve_attention("auto", bart, "cuda") == "keep"
+    full = tiny_t5()  # full fine-tuning trains the position bias: that gradient path stays on the model's own attention
+    assert fastpath.resolve_attention("auto", full, "cuda") == "keep"
+    assert fastpath.resolve_attention("sdpa", t5, "cuda") == "sdpa"
+    with pytest.raises(ValueError, match="attention='flash'"):
+        fastpath.resolve_attention("flash", t5, "cuda")
+
+
 def test_attention_dropout_switch_is_opt_in():
     def attention_modules(model):
         return [m for m in model.modules() if type(m).__name__ == "T5Attention"]
@@ -181,12 +198,13 @@ def test_compile_loss_rejects_unknown_modes():
 # ------------------------------------------------------------------ GPU
 @gpu
 @needs_cuda
-def test_gpu_fast_path_matches_eager_bf16_and_never_syncs():
-    """Six steps from the same start: eager bf16 vs compiled (CUDA graphs, biased SDPA); the last three under sync errors."""
+@pytest.mark.parametrize("attention", ["biased_sdpa", "biased_cudnn"])
+def test_gpu_fast_path_matches_eager_bf16_and_never_syncs(attention):
+    """Six steps from the same start: eager bf16 vs compiled (CUDA graphs, fused biased attention); the last three under sync errors."""
     torch._dynamo.reset()
     ref, fast = dept().cuda(), dept().cuda()
     fastpath.prepare_fast_model(ref, torch.bfloat16)
-    fastpath.prepare_fast_model(fast, torch.bfloat16, attention="biased_sdpa")
+    fastpath.prepare_fast_model(fast, torch.bfloat16, attention=attention)
     ref_fn = fastpath.compile_loss(ref, enabled=False)
     fast_fn = fastpath.compile_loss(fast, mode="reduce-overhead")
     ref_opt, fast_opt = fastpath.make_optimizer(ref.param_groups()), fastpath.make_optimizer(fast.param_groups())
@@ -214,7 +232,7 @@ def test_gpu_biased_sdpa_matches_eager_attention_in_bf16():
     ref_loss = ref(**b).loss
     ref_loss.backward()
     errors = {}
-    for attention in ("keep", "biased_sdpa"):
+    for attention in ("keep", "biased_sdpa", "biased_cudnn"):
         model = copy.deepcopy(ref)
         model.zero_grad(set_to_none=True)
         fastpath.prepare_fast_model(model, torch.bfloat16, attention=attention)
@@ -223,3 +241,19 @@ def test_gpu_biased_sdpa_matches_eager_attention_in_bf16():
         assert abs(loss.item() - ref_loss.item()) / ref_loss.item() < 2e-2
         errors[attention] = ((model.prompt.grad - ref.prompt.grad).norm() / ref.prompt.grad.norm()).item()
     assert errors["biased_sdpa"] < 1.5 * errors["keep"] + 1e-3, errors
+    assert errors["biased_cudnn"] < 1.5 * errors["keep"] + 1e-3, errors
+
+@gpu
+@needs_cuda
+def test_gpu_biased_sdpa_generates_as_plain_sdpa():
+    """Generation (decoder cache: one query, growing keys) under the biased kernel: same scores as SDPA in fp32."""
+    model = dept().cuda().eval()
+    b = {k: v.cuda() for k, v in batch(27).items() if k != "labels"}
+    scores = {}
+    for attention in ("sdpa", "biased_sdpa"):
+        fastpath.set_attention(model, attention)
+        with torch.no_grad():
+            out = model.generate(**b, max_new_tokens=6, do_sample=False, output_scores=True, return_dict_in_generate=True)
+        scores[attention] = (out.sequences, torch.stack(out.scores))
+    assert torch.equal(scores["sdpa"][0], scores["biased_sdpa"][0])
+    torch.testing.assert_close(scores["biased_sdpa"][1], scores["sdpa"][1], rtol=1e-4, atol=1e-4)

@@ -21,6 +21,25 @@ def test_compile_switch():
         use_compile(TrainConfig(compile="yes"), cpu, 1)
 
 
+@pytest.mark.parametrize("attention, expected", [("auto", "sdpa"), ("eager", "eager")])
+def test_loop_sets_the_configured_attention(attention, expected):
+    """``train.attention``: auto keeps the model's own on CPU (the biased kernel is for CUDA); a name is set."""
+    from accelerate import Accelerator
+
+    from dept_vl.dept import DePTConfig, DePTModel
+    from dept_vl.train.loop import train_loop
+    from tests.conftest import tiny_t5
+
+    ids = torch.randint(3, 100, (2, 6), generator=torch.Generator().manual_seed(0))
+    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids[:, :3].clone()}
+    model = DePTModel(tiny_t5(), DePTConfig(num_virtual_tokens=2, rank=1, max_length=16))
+    model.base_model.config._attn_implementation = "sdpa"
+    cfg = TrainConfig(max_steps=1, warmup_steps=0, log_every=1, eval_every=10**6, save_every=0, compile="off", attention=attention)
+    result = train_loop(model, [0], lambda i: batch, cfg, Accelerator(cpu=True), show_progress=False)
+    assert len(result.history) == 1
+    assert model.base_model.config._attn_implementation == expected
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_compiled_loop_trains_like_the_eager_loop_on_gpu():
@@ -36,12 +55,17 @@ def test_compiled_loop_trains_like_the_eager_loop_on_gpu():
         ids = torch.randint(3, 100, (8, width), generator=gen)
         batches.append({"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": torch.randint(3, 100, (8, 3), generator=gen)})
     losses = {}
-    for mode in ("off", "on"):
+    # eager with plain SDPA against the default path: compiled, and (auto) the fused biased attention kernel
+    for mode, attention in (("off", "sdpa"), ("on", "auto"), ("on_cudnn", "biased_cudnn")):
         model = DePTModel(tiny_t5().to("cuda", torch.bfloat16), DePTConfig(num_virtual_tokens=4, rank=2, max_length=64, lr_lowrank=1e-2))
-        cfg = TrainConfig(max_steps=len(batches), warmup_steps=0, log_every=1, eval_every=10**6, save_every=0, compile=mode)
+        cfg = TrainConfig(max_steps=len(batches), warmup_steps=0, log_every=1, eval_every=10**6, save_every=0,
+                          compile=mode.split("_")[0], attention=attention)
         result = train_loop(model, list(range(len(batches))), lambda i: batches[i], cfg, Accelerator(), show_progress=False)
         losses[mode] = torch.tensor([r["loss"] for r in result.history])
+        expected = {"auto": "dept_biased_sdpa", "biased_cudnn": "dept_biased_cudnn"}.get(attention, "sdpa")
+        assert model.base_model.config._attn_implementation == expected
     # the same trajectory within bf16 tolerance (weights are not compared element-wise: Adam turns bf16
     # noise in near-zero gradients into +-lr steps)
     assert len(losses["on"]) == len(batches)
     torch.testing.assert_close(losses["on"], losses["off"], rtol=2e-2, atol=1e-3)
+    torch.testing.assert_close(losses["on_cudnn"], losses["off"], rtol=2e-2, atol=1e-3)

@@ -27,8 +27,10 @@ import torch.nn.functional as F
 from torch import nn
 
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
-ATTENTION_CHOICES = ("keep", "eager", "sdpa", "biased_sdpa")
-BIASED_SDPA = "dept_biased_sdpa"  # the name registered with transformers' attention interface
+ATTENTION_CHOICES = ("keep", "eager", "sdpa", "biased_sdpa", "biased_cudnn")
+BIASED_MODEL_TYPES = ("t5", "mt5")  # models whose attention carries an additive relative-position bias
+BIASED_SDPA = "dept_biased_sdpa"  # the names registered with transformers' attention interface
+BIASED_CUDNN = "dept_biased_cudnn"
 DYNAMIC_KEYS = ("input_ids", "attention_mask", "labels", "decoder_input_ids", "decoder_attention_mask")
 PAD_VALUES = {"input_ids": 0, "attention_mask": 0, "labels": -100, "decoder_attention_mask": 0}
 
@@ -100,15 +102,16 @@ def biased_sdpa_attention(
     scaling: float | None = None,
     dropout: float = 0.0,
     position_bias: torch.Tensor | None = None,
+    kernel: str = "efficient",
     **kwargs: Any,
 ) -> tuple[torch.Tensor, None]:
-    """T5-style attention with an additive bias through the fused memory-efficient SDPA kernel (CUDA).
+    """T5-style attention with an additive bias through a fused SDPA kernel (CUDA).
 
     ``position_bias + attention_mask`` is one additive bias in the model dtype; on CUDA it goes to
-    ``aten._scaled_dot_product_efficient_attention`` (bf16 GEMMs, softmax and dropout fused; of the
-    B x H x L x L tensors only the bias is kept), instead of the fp32 math path that compiled SDPA takes for
-    T5's biased attention. Dropout stays as configured. On CPU it falls back to
-    ``F.scaled_dot_product_attention`` (same function).
+    ``aten._scaled_dot_product_efficient_attention`` (``kernel="efficient"``: bf16 GEMMs, softmax and
+    dropout fused; of the B x H x L x L tensors only the bias is kept) or to cuDNN's fused attention
+    (``kernel="cudnn"``; fp16/bf16 only, fp32 goes to the memory-efficient kernel), instead of the fp32
+    math path that compiled SDPA takes for T5's biased attention. Dropout stays as configured. On CPU it falls back to ``F.scaled_dot_product_attention`` (same function).
     """
     bias = position_bias
     if attention_mask is not None:
@@ -120,10 +123,20 @@ def biased_sdpa_attention(
     if query.is_cuda:
         key, value, bias = aligned_attention_inputs(query, key, value, bias)
         needs_grad = query.requires_grad or key.requires_grad or value.requires_grad
-        out = torch.ops.aten._scaled_dot_product_efficient_attention(query, key, value, bias, needs_grad, dropout, False, scale=scaling)[0]
+        if kernel == "cudnn" and query.dtype in (torch.float16, torch.bfloat16):  # cuDNN has no fp32 attention
+            out = torch.ops.aten._scaled_dot_product_cudnn_attention(query, key, value, bias, needs_grad, dropout, False, False,
+                                                                     scale=scaling)[0]
+        else:
+            out = torch.ops.aten._scaled_dot_product_efficient_attention(query, key, value, bias, needs_grad, dropout, False,
+                                                                         scale=scaling)[0]
     else:
         out = F.scaled_dot_product_attention(query, key, value, attn_mask=bias, dropout_p=dropout, scale=scaling)
     return out.transpose(1, 2).contiguous(), None
+
+
+def biased_cudnn_attention(*args: Any, **kwargs: Any) -> tuple[torch.Tensor, None]:
+    """:func:`biased_sdpa_attention` through cuDNN's fused attention kernel."""
+    return biased_sdpa_attention(*args, kernel="cudnn", **kwargs)
 
 
 def aligned_attention_inputs(
@@ -149,34 +162,54 @@ def aligned_attention_inputs(
     return key, value, bias
 
 
-def register_attention() -> str:
-    """Register :func:`biased_sdpa_attention` (and its additive mask) with transformers; returns its name."""
+def register_attention(kernel: str = "efficient") -> str:
+    """Register :func:`biased_sdpa_attention` (``kernel="efficient"``) or :func:`biased_cudnn_attention`
+    (``"cudnn"``) and its additive mask with transformers; returns the registered name."""
     from transformers import AttentionInterface, AttentionMaskInterface
     from transformers.masking_utils import eager_mask
 
-    AttentionInterface.register(BIASED_SDPA, biased_sdpa_attention)
-    AttentionMaskInterface.register(BIASED_SDPA, eager_mask)
-    return BIASED_SDPA
+    name, function = (BIASED_CUDNN, biased_cudnn_attention) if kernel == "cudnn" else (BIASED_SDPA, biased_sdpa_attention)
+    AttentionInterface.register(name, function)
+    AttentionMaskInterface.register(name, eager_mask)
+    return name
 
 
 def set_attention(model: nn.Module, attention: str) -> None:
     """Set the attention implementation of every Hugging Face model inside ``model``.
 
     Args:
-        attention: ``"keep"`` (leave it), ``"eager"``, ``"sdpa"`` or ``"biased_sdpa"`` (see
-            :func:`biased_sdpa_attention`; same numerics as eager up to rounding).
+        attention: ``"keep"`` (leave it), ``"eager"``, ``"sdpa"``, ``"biased_sdpa"`` or ``"biased_cudnn"``
+            (see :func:`biased_sdpa_attention`; same numerics as eager up to rounding).
     """
     if attention not in ATTENTION_CHOICES:
         raise ValueError(f"attention={attention!r} is unknown; choose one of {', '.join(ATTENTION_CHOICES)}")
     if attention == "keep":
         return
-    name = register_attention() if attention == "biased_sdpa" else attention
+    if attention.startswith("biased_"):
+        name = register_attention("cudnn" if attention == "biased_cudnn" else "efficient")
+    else:
+        name = attention
     from transformers import PretrainedConfig
 
     for module in model.modules():
         config = getattr(module, "config", None)
         if isinstance(config, PretrainedConfig):
             config._attn_implementation = name
+
+
+def resolve_attention(choice: str, model: nn.Module, device: torch.device | str) -> str:
+    """The attention to train with: ``choice``, or for ``"auto"`` ``"biased_sdpa"`` on CUDA for T5-family
+    models whose position bias is frozen (their relative-position bias sends plain SDPA down its fp32 math
+    path once compiled; measured 1.3-1.5x the examples/s, see ``benchmarks/README.md``) and ``"keep"``
+    otherwise (CPU, other models, full fine-tuning)."""
+    if choice == "auto":
+        types = {getattr(getattr(m, "config", None), "model_type", None) for m in model.modules()}
+        on_cuda = torch.device(device).type == "cuda"
+        bias_trains = any(p.requires_grad for n, p in model.named_parameters() if "relative_attention_bias" in n)
+        return "biased_sdpa" if on_cuda and types & set(BIASED_MODEL_TYPES) and not bias_trains else "keep"
+    if choice not in ATTENTION_CHOICES:
+        raise ValueError(f"attention={choice!r} is unknown; choose auto or one of {', '.join(ATTENTION_CHOICES)}")
+    return choice
 
 
 def disable_attention_dropout(model: nn.Module) -> int:
@@ -238,7 +271,8 @@ def compile_loss(
     """``loss_fn(**batch) -> loss``: the model's loss, compiled (or plain with ``enabled=False``).
 
     Only the scalar loss leaves the compiled region (no logits), so the compiler fuses the cross-entropy
-    and keeps the graph's memory small. With ``dynamic=True`` the width (dim 1) of ``input_ids``,
+    and keeps the graph's memory small; the model is called with ``use_cache=False`` (a training step
+    needs no decoder cache). With ``dynamic=True`` the width (dim 1) of ``input_ids``,
     ``attention_mask`` and ``labels`` is marked dynamic: one compilation serves every length bucket, and
     with ``mode="reduce-overhead"`` one CUDA graph is recorded per bucket on its first steps.
 
@@ -257,7 +291,8 @@ def compile_loss(
         raise ValueError(f"mode={mode!r} is unknown; choose one of {', '.join(COMPILE_MODES)}")
 
     def loss_fn(**batch: Any) -> torch.Tensor:
-        return model(**batch).loss
+        # no decoder cache in training: building one deep-copies the config, a graph break on torch 2.11
+        return model(**{"use_cache": False, **batch}).loss
 
     if not enabled:
         return loss_fn

@@ -113,12 +113,13 @@ def train_loop(
     """
     from transformers import get_linear_schedule_with_warmup
 
-    from dept_vl.train.fastpath import compile_loss, make_optimizer, pad_to_bucket
+    from dept_vl.train.fastpath import compile_loss, make_optimizer, pad_to_bucket, resolve_attention, set_attention
 
     if cfg.stop_at and checkpoint_dir is None:
         raise ValueError(f"train.stop_at={cfg.stop_at} needs a checkpoint folder to stop into; this run keeps none "
                          f"(dept-vl pretrain does), so drop train.stop_at")
     device = accelerator.device
+    set_attention(model, resolve_attention(cfg.attention, model, device))  # T5 on GPU: the fused biased kernel
     optimizer = make_optimizer(model.param_groups())
     scheduler = get_linear_schedule_with_warmup(optimizer, min(cfg.warmup_steps, cfg.max_steps), cfg.max_steps)
     trainable = [p for g in optimizer.param_groups for p in g["params"]]
