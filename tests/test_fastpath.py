@@ -190,6 +190,26 @@ def test_compiled_steps_match_eager_steps_across_buckets():
     assert not torch._dynamo.utils.counters["graph_break"]
 
 
+def test_training_loss_traces_to_one_graph_without_a_decoder_cache():
+    """The loss the fast path compiles: no decoder cache (its config deep-copy breaks graphs on torch 2.11), one graph."""
+    model, b = dept(), batch(12)
+    seen = {}
+    original = model.base_model.forward
+
+    def spy(*args, **kwargs):
+        seen.update(kwargs)
+        return original(*args, **kwargs)
+
+    model.base_model.forward = spy
+    loss = fastpath.training_loss(model)(**b)
+    assert seen["use_cache"] is False
+    torch.testing.assert_close(loss, model(**b, use_cache=False).loss)
+    del model.base_model.forward
+    torch._dynamo.reset()
+    explained = torch._dynamo.explain(fastpath.training_loss(model))(**b)
+    assert (explained.graph_count, explained.graph_break_count) == (1, 0), explained.break_reasons
+
+
 def test_compile_loss_rejects_unknown_modes():
     with pytest.raises(ValueError, match="mode='fast'"):
         fastpath.compile_loss(dept(), mode="fast")

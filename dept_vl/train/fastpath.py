@@ -259,6 +259,19 @@ def prepare_fast_model(
     return model
 
 
+def training_loss(model: nn.Module) -> Callable[..., torch.Tensor]:
+    """``loss_fn(**batch) -> loss``, uncompiled: the model's loss with ``use_cache=False``.
+
+    A training step needs no decoder cache; building one (HF's default ``use_cache=True``) deep-copies the
+    config, which splits a compiled graph in four places on torch 2.11.
+    """
+
+    def loss_fn(**batch: Any) -> torch.Tensor:
+        return model(**{"use_cache": False, **batch}).loss
+
+    return loss_fn
+
+
 def compile_loss(
     model: nn.Module,
     *,
@@ -289,11 +302,7 @@ def compile_loss(
     """
     if mode not in COMPILE_MODES:
         raise ValueError(f"mode={mode!r} is unknown; choose one of {', '.join(COMPILE_MODES)}")
-
-    def loss_fn(**batch: Any) -> torch.Tensor:
-        # no decoder cache in training: building one deep-copies the config, a graph break on torch 2.11
-        return model(**{"use_cache": False, **batch}).loss
-
+    loss_fn = training_loss(model)
     if not enabled:
         return loss_fn
     # dynamic=False: one static graph per bucket width (torch.compile's own limit is 8 recompilations)
