@@ -266,7 +266,7 @@ def test_gpu_biased_sdpa_matches_eager_attention_in_bf16():
 @gpu
 @needs_cuda
 def test_gpu_biased_sdpa_generates_as_plain_sdpa():
-    """Generation (decoder cache: one query, growing keys) under the biased kernel: same scores as SDPA in fp32."""
+    """Generation (eval mode; decoder cache: one query, growing keys) with the biased setting: SDPA's sequences and scores."""
     model = dept().cuda().eval()
     b = {k: v.cuda() for k, v in batch(27).items() if k != "labels"}
     scores = {}

@@ -111,7 +111,10 @@ def biased_sdpa_attention(
     ``aten._scaled_dot_product_efficient_attention`` (``kernel="efficient"``: bf16 GEMMs, softmax and
     dropout fused; of the B x H x L x L tensors only the bias is kept) or to cuDNN's fused attention
     (``kernel="cudnn"``; fp16/bf16 only, fp32 goes to the memory-efficient kernel), instead of the fp32
-    math path that compiled SDPA takes for T5's biased attention. Dropout stays as configured. On CPU it falls back to ``F.scaled_dot_product_attention`` (same function).
+    math path that compiled SDPA takes for T5's biased attention. Dropout stays as configured.
+
+    On CPU, and in eval mode (evaluation and generation run eager, where padding and copying the bias
+    would only add kernel launches), it is ``F.scaled_dot_product_attention`` with the same bias: plain SDPA.
     """
     bias = position_bias
     if attention_mask is not None:
@@ -120,7 +123,7 @@ def biased_sdpa_attention(
         bias = attention_mask if bias is None else bias + attention_mask
     if bias is not None:
         bias = bias.to(query.dtype)
-    if query.is_cuda:
+    if query.is_cuda and module.training:
         key, value, bias = aligned_attention_inputs(query, key, value, bias)
         needs_grad = query.requires_grad or key.requires_grad or value.requires_grad
         if kernel == "cudnn" and query.dtype in (torch.float16, torch.bfloat16):  # cuDNN has no fp32 attention
