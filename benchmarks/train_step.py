@@ -131,11 +131,16 @@ class ReferenceDePT(torch.nn.Module):
         return self.base.generate(inputs_embeds=x, attention_mask=mask, **kw)
 
 
+def lever_suffix(name: str) -> str:
+    """The attention-lever suffix of a row name (a key of ``LEVERS``), or ``""``."""
+    return next((suffix for suffix in LEVERS if name.endswith(suffix)), "")
+
+
 def build_variant(name: str, size: str, device: str, args: argparse.Namespace) -> dict[str, Any]:
     """Model, step function, padding policy and FLOP facts of one row."""
     on_gpu = device == "cuda"
     fast_dtype = torch.bfloat16 if on_gpu else torch.float32
-    lever = next((suffix for suffix in LEVERS if name.endswith(suffix)), "")
+    lever = lever_suffix(name)
     base_name = name.removesuffix(lever) if lever else name
     if base_name in ("dept_fast", "pt100_fast", "dept_eager"):
         m, r = (PT_TOKENS, 0) if base_name == "pt100_fast" else (M, R)
@@ -646,7 +651,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.checks:
         out["checks"] = attention_checks(args, data["glue"][0])
     for name in rows:
-        lever = next((LEVERS[x] for x in LEVERS if name.endswith(x)), None)
+        lever = LEVERS.get(lever_suffix(name))
         if lever and "error" in (out.get("checks") or {}).get(f"{lever}_bfloat16", {}):
             out["skipped"].append(f"{name}: the eager {lever} check failed")
             continue

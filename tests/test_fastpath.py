@@ -263,6 +263,7 @@ def test_gpu_biased_sdpa_matches_eager_attention_in_bf16():
     assert errors["biased_sdpa"] < 1.5 * errors["keep"] + 1e-3, errors
     assert errors["biased_cudnn"] < 1.5 * errors["keep"] + 1e-3, errors
 
+
 @gpu
 @needs_cuda
 def test_gpu_biased_sdpa_generates_as_plain_sdpa():
