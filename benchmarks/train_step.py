@@ -11,10 +11,12 @@ and generation latency; plus the VL model with its image-feature cache on and of
 
 Rows (``variant``): ``reference`` (the DePT code's setting: every input padded to s=256, fp32, eager,
 written here), ``dept_fast`` / ``pt100_fast`` (DePT m=60 r=30 and prompt tuning with 100 tokens on
-dept-vl's fast path: bf16 base, length buckets, torch.compile, fused AdamW), ``dept_eager`` (the same
-without compilation), ``peft_pt100`` / ``peft_lora`` (HF peft as its users run it: bf16 base, dynamic
+dept-vl's fast path: bf16 base, length buckets, torch.compile, fused AdamW, gradient clipping and the
+linear schedule; each step is the training loop's own, ``dept_vl.train.loop.prepare_training(...).step``),
+``dept_eager`` (the same without compilation), ``peft_pt100`` / ``peft_lora`` (HF peft as its users run it: bf16 base, dynamic
 padding, eager), ``full_ft`` (fp32 weights, bf16 autocast, eager). ``*_biased`` / ``*_cudnn`` rows use the
-fused biased attention (``biased_sdpa`` / ``biased_cudnn``). Workloads: ``glue`` (lognormal lengths, median 40, sigma 0.6, clipped to [8, 256]),
+fused biased attention (``biased_sdpa`` / ``biased_cudnn``); ``dept_fast_biased`` is what the loop
+runs by default on a GPU (``train.attention=auto``). Workloads: ``glue`` (lognormal lengths, median 40, sigma 0.6, clipped to [8, 256]),
 ``glue_grouped`` (the same lengths, length-grouped batches), ``full256``, ``len32`` ... ``len256``.
 """
 
@@ -143,17 +145,27 @@ def build_variant(name: str, size: str, device: str, args: argparse.Namespace) -
     lever = lever_suffix(name)
     base_name = name.removesuffix(lever) if lever else name
     if base_name in ("dept_fast", "pt100_fast", "dept_eager"):
+        from accelerate import Accelerator
+
+        from dept_vl.config import TrainConfig
+        from dept_vl.train.loop import prepare_training
+
         m, r = (PT_TOKENS, 0) if base_name == "pt100_fast" else (M, R)
         base = build_t5(size, torch.float32, "sdpa", device)
         model = DePTModel(base, DePTConfig(num_virtual_tokens=m, rank=r, max_length=S, init="vocab"))
-        fastpath.prepare_fast_model(model, fast_dtype, attention=LEVERS.get(lever, args.attention))
+        fastpath.prepare_fast_model(model, fast_dtype)  # what model.dtype=auto gives the loop: the frozen base in bf16 on GPU
         compiled = base_name != "dept_eager" and not args.no_compile
-        loss_fn = fastpath.compile_loss(model, enabled=compiled, mode=args.mode, dynamic=not args.static_shapes,
-                                        backend="inductor" if on_gpu else args.cpu_backend)
-        opt = fastpath.make_optimizer(model.param_groups())
+        # the training loop's own step: the same optimizer, schedule, clipping, attention and compiled loss
+        cfg = TrainConfig(max_steps=10**6, warmup_steps=0, compile="on" if compiled else "off",
+                          attention=LEVERS.get(lever, args.attention))
+        training = prepare_training(model, cfg, Accelerator(cpu=not on_gpu))
+        if compiled and (args.mode != "reduce-overhead" or args.static_shapes or not on_gpu):
+            # levers the loop does not take: another compile mode, static shapes, or a CPU debug backend
+            training.loss_fn = fastpath.compile_loss(training.wrapped, mode=args.mode, dynamic=not args.static_shapes,
+                                                     backend="inductor" if on_gpu else args.cpu_backend)
 
         def step(b):
-            fastpath.train_step(loss_fn, opt, b)
+            training.step([b])
 
         return dict(model=model, step=step, pad=("bucket", args.buckets), prompt=m, fwd_mult=2, compiled=compiled,
                     generate=lambda b: model.generate(**_gen_inputs(b), max_new_tokens=LABEL_LEN, do_sample=False))

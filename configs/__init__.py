@@ -1,1 +1,1 @@
-"""Recipes (YAML run configs), installed as ``dept_vl.recipes``: ``dept-vl pretrain --config shapes_pretrain``."""
+"""Recipes (YAML run configs), installed as ``dept_vl.recipe_files``: ``dept-vl pretrain --config shapes_pretrain``."""

@@ -1,52 +1,75 @@
-"""The `dept-vl` command. Each subcommand lives with the code it runs; this file only parses arguments."""
+"""The `dept-vl` command: parses arguments and calls the recipes. Nothing imports this module."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Callable
 
-COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int | None]]] = {}
+Handler = Callable[[argparse.Namespace], int]
 
 
-def command(name: str, help: str):
-    """Register ``configure(parser)`` and ``run(args)`` functions for one subcommand."""
-
-    def wrap(configure):
-        def register(run):
-            COMMANDS[name] = (help, configure, run)
-            return run
-
-        return register
-
-    return wrap
+def _overrides(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="a YAML recipe: a file or a name from configs/ (e.g. shapes_pretrain)")
+    p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.max_steps=200 dept.rank=8")
 
 
-# ---------------------------------------------------------------- import-official
-def _configure_import(p: argparse.ArgumentParser) -> None:
-    p.add_argument("directory", help="folder with adapter_config.json and adapter_model.bin (a released DePT checkpoint)")
-    p.add_argument("--out", required=True, help="folder to write the dept-vl adapter into")
+def _load(args: argparse.Namespace, extra: list[str] | None = None, default_config: str | None = None):
+    from dept_vl.config import load_config
+
+    return load_config(args.config or default_config, list(args.overrides) + list(extra or []))
 
 
-@command("import-official", "convert a checkpoint released with the DePT paper to a dept-vl adapter")(_configure_import)
-def _run_import(args: argparse.Namespace) -> int:
-    from dept_vl.dept.convert import convert_official
+# ------------------------------------------------------------------ training
+def _pretrain(args: argparse.Namespace) -> int:
+    from dept_vl.recipes.pretrain import run_pretrain
 
-    out = convert_official(args.directory, args.out)
-    print(f"wrote {out}")
+    run_pretrain(_load(args), resume=args.resume)
     return 0
 
 
-# ---------------------------------------------------------------------- budget
-def _configure_budget(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--prompt-tokens", type=int, default=100, help="the prompt tuning budget to match (tokens)")
-    p.add_argument("--d-model", type=int, default=768)
-    p.add_argument("--max-length", type=int, default=256)
-    p.add_argument("--top", type=int, default=10)
+def _adapt(args: argparse.Namespace) -> int:
+    from dept_vl.recipes.adapt import run_adapt
+
+    extra = []
+    for key in ("task", "source", "k", "seeds", "transfer"):
+        value = getattr(args, key)
+        if value is not None:
+            extra.append(f"adapt.{key}={'[' + ','.join(map(str, value)) + ']' if isinstance(value, list) else value}")
+    result = run_adapt(_load(args, extra))
+    for row in result["summary"]:
+        print(f"{row['task']:>20} k={row['k']:<3} {row['method']:<14} {row['metric']} {row['mean']:.4f} ± {row['std']:.4f}")
+    print(f"results: {Path(result['output_dir']) / 'results.json'}")
+    return 0
 
 
-@command("budget", "list (m, r) pairs with the parameter budget of prompt tuning")(_configure_budget)
-def _run_budget(args: argparse.Namespace) -> int:
+def _evaluate(args: argparse.Namespace) -> int:
+    from dept_vl.recipes.evaluate import run_evaluate
+
+    saved = Path(args.adapter) / "run_config.yaml"  # the config the adapter was trained with, when it has one
+    run_evaluate(_load(args, default_config=str(saved) if saved.is_file() else None), args.adapter, args.task, args.split, args.out)
+    return 0
+
+
+# ------------------------------------------------------------------ the rest
+def _demo(args: argparse.Namespace) -> int:
+    from dept_vl.demo.run import DemoSettings, run_demo
+
+    settings = DemoSettings.fast(args.out) if args.fast else DemoSettings(out=args.out)
+    settings.rebuild_backbone = args.rebuild_backbone
+    run_demo(settings, full=args.full)
+    return 0
+
+
+def _import_official(args: argparse.Namespace) -> int:
+    from dept_vl.dept.official import convert_official
+
+    print(f"wrote {convert_official(args.directory, args.out)}")
+    return 0
+
+
+def _budget(args: argparse.Namespace) -> int:
     from dept_vl.dept.budget import budget
 
     total = args.prompt_tokens * args.d_model
@@ -56,37 +79,69 @@ def _run_budget(args: argparse.Namespace) -> int:
     return 0
 
 
-# ----------------------------------------------------------------------- tasks
-def _configure_tasks(p: argparse.ArgumentParser) -> None:
-    pass
-
-
-@command("tasks", "list every task with its data source and metric")(_configure_tasks)
-def _run_tasks(args: argparse.Namespace) -> int:
-    from dept_vl.data.registry import format_task_table
+def _tasks(args: argparse.Namespace) -> int:
+    from dept_vl.tasks import format_task_table
 
     print(format_task_table())
     return 0
 
 
-def _load_recipe_commands() -> None:
-    """Subcommands defined next to their recipes register themselves on import."""
-    import importlib
+def _methods(args: argparse.Namespace) -> int:
+    from dept_vl.methods import get_method, list_methods
 
-    for module in ("dept_vl.train.cli", "dept_vl.demo.cli"):
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as error:
-            if error.name is None or not error.name.startswith(module.rsplit(".", 1)[0]):
-                raise
+    for name in list_methods():
+        method = get_method(name)
+        print(f"{name:<14} results as {method.results_label(True)} / {method.results_label(False)}; "
+              f"{(type(method).__doc__ or '').strip().splitlines()[0]}")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    _load_recipe_commands()
     parser = argparse.ArgumentParser(prog="dept-vl", description=__doc__.splitlines()[0] if __doc__ else None)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, (help_text, configure, _) in COMMANDS.items():
-        configure(sub.add_parser(name, help=help_text, description=help_text))
+
+    def add(name: str, help_text: str, handler: Handler) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(handler=handler)
+        return p
+
+    p = add("pretrain", "train an adapter on a mixture of source tasks", _pretrain)
+    _overrides(p)
+    p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in output_dir")
+
+    p = add("adapt", "k-shot adaptation on a target task, for several k and seeds", _adapt)
+    _overrides(p)
+    p.add_argument("--task", help="target task (adapt.task)")
+    p.add_argument("--source", help="source adapter folder, or 'none' to train from scratch (adapt.source)")
+    p.add_argument("--k", nargs="+", type=int, help="shots: per class for classification, in total otherwise")
+    p.add_argument("--seeds", nargs="+", type=int)
+    p.add_argument("--transfer", nargs="+", choices=["prompt", "lowrank", "modules"], help="which source parts to transfer")
+
+    p = add("evaluate", "evaluate an adapter on a task split and write its predictions", _evaluate)
+    _overrides(p)
+    p.add_argument("--adapter", required=True, help="adapter folder (its method is read from it)")
+    p.add_argument("--task", required=True)
+    p.add_argument("--split", default="test", choices=["train", "dev", "test"])
+    p.add_argument("--out", required=True, help="folder for predictions.jsonl and metrics.json")
+
+    p = add("demo", "run the offline demo: source pretraining, k-shot transfer, report", _demo)
+    p.add_argument("--out", default="runs/demo", help="run folder (report.md, results.json, plots/)")
+    p.add_argument("--fast", action="store_true", help="a smoke version: every stage at tiny sizes (seconds)")
+    p.add_argument("--full", action="store_true", help="every target task of the synthetic world")
+    p.add_argument("--rebuild-backbone", action="store_true", help="retrain the frozen backbone into the cache instead of using the shipped one")
+
+    p = add("import-official", "convert a checkpoint released with the DePT paper to a dept-vl adapter", _import_official)
+    p.add_argument("directory", help="folder with adapter_config.json and adapter_model.bin (a released DePT checkpoint)")
+    p.add_argument("--out", required=True, help="folder to write the dept-vl adapter into")
+
+    p = add("budget", "list (m, r) pairs with the parameter budget of prompt tuning", _budget)
+    p.add_argument("--prompt-tokens", type=int, default=100, help="the prompt tuning budget to match (tokens)")
+    p.add_argument("--d-model", type=int, default=768)
+    p.add_argument("--max-length", type=int, default=256)
+    p.add_argument("--top", type=int, default=10)
+
+    add("tasks", "list every task with its data source and metric", _tasks)
+    add("methods", "list every registered training method", _methods)
     return parser
 
 
@@ -94,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(COMMANDS[args.command][2](args) or 0)
+        return int(args.handler(args) or 0)
     except (ValueError, FileNotFoundError) as error:
         print(f"dept-vl {args.command}: error: {error}", file=sys.stderr)
         return 2
@@ -104,6 +159,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from dept_vl.cli import main as _main  # one registry: the one the subcommand modules import
-
-    sys.exit(_main())
+    sys.exit(main())

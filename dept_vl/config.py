@@ -1,10 +1,19 @@
-"""One config system: a YAML recipe, ``key=value`` overrides, and the resolved config written with the outputs."""
+"""One config system: a YAML recipe, ``key=value`` overrides, and the resolved config written with the outputs.
+
+Every section is a dataclass whose fields carry their help text and their checks (:func:`option`);
+:func:`check_section` runs those checks when a section is made, so a bad value fails when the config is
+loaded, with its dotted key, the value and what is allowed.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import difflib
+import functools
 import re
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,97 +22,256 @@ import yaml
 
 from dept_vl.dept.config import DePTConfig
 
+# ---------------------------------------------------------------------------------------------------------
+# declarative checks
+
+
+def option(default: Any, help: str, *, choices: tuple[str, ...] | None = None, minimum: float | None = None,
+           above: float | None = None, below: float | None = None, nonempty: bool = False) -> Any:
+    """A dataclass field with its help text and its checks (for a list, choices and bounds apply to each item).
+
+    ``choices``: the allowed values; ``minimum``: value >= minimum; ``above``: value > above; ``below``:
+    value < below; ``nonempty``: a string or list may not be empty. The type comes from the type hint.
+    """
+    metadata = {"help": help, "choices": tuple(choices) if choices else None, "minimum": minimum,
+                "above": above, "below": below, "nonempty": nonempty}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+def section(factory: Any, help: str) -> Any:
+    """A field holding a whole config section."""
+    return field(default_factory=factory, metadata={"help": help})
+
+
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _unoptional(hint: Any) -> tuple[Any, bool]:
+    """``X | None`` -> (X, True); anything else -> (hint, False)."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        if len(args) == 1:
+            return args[0], len(typing.get_args(hint)) > 1
+    return hint, False
+
+
+def _list_item(hint: Any) -> Any | None:
+    """The item type of ``list[X]``, else None."""
+    return typing.get_args(hint)[0] if typing.get_origin(hint) is list else None
+
+
+def _is_type(value: Any, hint: Any) -> bool:
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    item = _list_item(hint)
+    if item is not None:
+        return isinstance(value, list) and all(_is_type(v, item) for v in value)
+    if dataclasses.is_dataclass(hint):
+        return isinstance(value, hint)
+    raise TypeError(f"the config system has no check for the type {hint!r}")
+
+
+_NOUNS = {bool: ("true or false", "booleans"), int: ("an integer", "integers"), float: ("a number", "numbers"),
+          str: ("a string", "strings")}
+
+
+def _or(words: typing.Sequence[str]) -> str:
+    words = list(words)
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1]
+
+
+def _bounds(meta: typing.Mapping[str, Any]) -> str:
+    parts = [f"{op} {meta[k]}" for k, op in (("minimum", ">="), ("above", ">"), ("below", "<")) if meta.get(k) is not None]
+    return " and ".join(parts)
+
+
+def _describe(hint: Any, meta: typing.Mapping[str, Any]) -> str:
+    """What a field allows, in words: 'an integer >= 1 or null', 'a non-empty list of integers >= 1'."""
+    base, optional = _unoptional(hint)
+    choices, bounds, nonempty = meta.get("choices"), _bounds(meta), meta.get("nonempty")
+    item = _list_item(base)
+    if item is not None:
+        what = f"names from {', '.join(choices)}" if choices else " ".join(filter(None, [_NOUNS[item][1], bounds]))
+        text = f"a {'non-empty ' if nonempty else ''}list of {what}"
+    elif choices:
+        text = f"one of {_or(choices)}"
+    elif dataclasses.is_dataclass(base):
+        text = f"a {base.__name__} section"
+    else:
+        text = " ".join(filter(None, ["a non-empty string" if base is str and nonempty else _NOUNS[base][0], bounds]))
+    return text + (" or null" if optional else "")
+
+
+def _in_bounds(value: Any, meta: typing.Mapping[str, Any]) -> bool:
+    return ((meta.get("minimum") is None or value >= meta["minimum"]) and (meta.get("above") is None or value > meta["above"])
+            and (meta.get("below") is None or value < meta["below"]))
+
+
+def check_value(key: str, value: Any, hint: Any, meta: typing.Mapping[str, Any]) -> None:
+    """Raise ValueError naming ``key``, the value and what is allowed, unless ``value`` fits ``hint`` and ``meta``."""
+    base, optional = _unoptional(hint)
+    if value is None and optional:
+        return
+    allowed = _describe(hint, meta)
+    choices = meta.get("choices")
+    if not _is_type(value, base):
+        raise ValueError(f"{key}={value!r}: must be {allowed}")
+    items = value if isinstance(value, list) else [value]
+    unknown = [v for v in items if choices and v not in choices]
+    if unknown and isinstance(value, list):
+        raise ValueError(f"{key}={value!r}: {', '.join(map(repr, unknown))} unknown; choose any of {', '.join(choices)}")
+    if unknown:
+        raise ValueError(f"{key}={value!r} is unknown; choose {_or(choices)}")
+    if meta.get("nonempty") and len(value) == 0 or not all(_in_bounds(v, meta) for v in items):
+        raise ValueError(f"{key}={value!r}: must be {allowed}")
+
+
+def check_section(self: Any, prefix: str) -> None:
+    """Check every field of a section dataclass against its type hint and :func:`option` checks."""
+    hints = _hints(type(self))
+    for f in dataclasses.fields(self):
+        check_value(f"{prefix}.{f.name}" if prefix else f.name, getattr(self, f.name), hints[f.name], f.metadata)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the sections
+
 
 @dataclass
 class ModelConfig:
-    preset: str = "tiny"  # a name from dept_vl.list_presets()
-    backbone: str | None = None  # folder of a pretrained backbone (the demo ships one); None = the preset's own weights
-    dtype: str = "auto"  # float32 | bfloat16 | float16 | auto (bfloat16 on GPU, float32 on CPU)
+    preset: str = option("tiny", "a model preset name (dept_vl.list_presets() lists them)", nonempty=True)
+    backbone: str | None = option(None, "folder of a pretrained backbone (the demo ships one); null = the preset's own weights")
+    dtype: str = option("auto", "weight dtype: auto (bfloat16 on GPU, float32 on CPU), float32, bfloat16 or float16",
+                        choices=("auto", "float32", "bfloat16", "float16"))
+
+    def __post_init__(self) -> None:
+        check_section(self, "model")
 
 
 @dataclass
 class LoRAConfig:
-    r: int = 8
-    alpha: float = 16.0
-    dropout: float = 0.0
-    target_modules: list[str] = field(default_factory=lambda: ["q", "v"])
-    lr: float = 1e-3
-    weight_decay: float = 0.0
+    r: int = option(8, "LoRA rank", minimum=1)
+    alpha: float = option(16.0, "LoRA scaling: the update is scaled by alpha / r", above=0)
+    dropout: float = option(0.0, "dropout on the input of the LoRA update", minimum=0, below=1)
+    target_modules: list[str] = option(["q", "v"], "names of the linear layers that get a LoRA update (T5: q, k, v, o, ...)", nonempty=True)
+    lr: float = option(1e-3, "learning rate of the LoRA weights", above=0)
+    weight_decay: float = option(0.0, "AdamW weight decay of the LoRA weights", minimum=0)
+
+    def __post_init__(self) -> None:
+        check_section(self, "lora")
 
 
 @dataclass
 class FullConfig:
-    lr: float = 1e-4
-    weight_decay: float = 0.0
+    lr: float = option(1e-4, "learning rate of every weight (full fine-tuning)", above=0)
+    weight_decay: float = option(0.0, "AdamW weight decay (full fine-tuning)", minimum=0)
+
+    def __post_init__(self) -> None:
+        check_section(self, "full")
 
 
 @dataclass
 class DataConfig:
-    tasks: list[str] = field(default_factory=lambda: ["shapes_color", "shapes_exist"])
-    format: str = "shifted"  # plain | shifted | default | reference (task-specific input formats)
-    data_dir: str | None = None
-    train_size: int | None = None  # examples generated/loaded per task for training (None = the task's default)
-    eval_size: int | None = 500  # examples per task in dev/test evaluation (None = all)
-    mixing: str = "proportional"  # proportional | temperature
-    mixing_cap: int = 10000  # examples-proportional mixing caps each task's size at this
-    temperature: float = 2.0
-    max_input_length: int | None = None  # truncate text inputs (None = DePT's max_length)
-    max_target_length: int = 32
-    length_grouping: bool = True
-    feature_cache: bool = True  # cache frozen image-encoder features (identical results, much faster)
+    tasks: list[str] = option(["shapes_color", "shapes_exist"], "source tasks trained together (`dept-vl tasks` lists them)")
+    # a free name here: the valid formats depend on the tasks, and the run assembly checks them
+    format: str = option("shifted", "input format: plain, shifted, default, reference, ... (task-specific input formats)", nonempty=True)
+    data_dir: str | None = option(None, "folder with the tasks' local data files; null = each task's default source")
+    train_size: int | None = option(None, "examples generated/loaded per task for training; null = the task's default", minimum=1)
+    eval_size: int | None = option(500, "examples per task in dev/test evaluation; null = all", minimum=1)
+    mixing: str = option("proportional", "how source tasks are sampled: proportional (to their capped sizes) or temperature",
+                         choices=("proportional", "temperature"))
+    mixing_cap: int = option(10000, "examples-proportional mixing caps each task's size at this", minimum=1)
+    temperature: float = option(2.0, "temperature mixing samples a task with weight min(size, mixing_cap) ** (1 / temperature)", above=0)
+    max_input_length: int | None = option(None, "truncate text inputs to this many tokens; null = DePT's max_length", minimum=1)
+    max_target_length: int = option(32, "truncate target texts to this many tokens", minimum=1)
+    length_grouping: bool = option(True, "put examples of similar length in the same batch (less padding)")
+    feature_cache: bool = option(True, "cache frozen image-encoder features (identical results, much faster)")
+
+    def __post_init__(self) -> None:
+        check_section(self, "data")
 
 
 @dataclass
 class TrainConfig:
-    max_steps: int = 500
-    batch_size: int = 64
-    grad_accum: int = 1
-    warmup_steps: int = 50
-    max_grad_norm: float = 1.0
-    seed: int = 0
-    mixed_precision: str = "auto"  # no | bf16 | fp16 | auto (bf16 on GPU)
-    log_every: int = 50
-    eval_every: int = 250
-    save_every: int = 250
-    compile: str = "auto"  # auto (single GPU, >= 1000 steps) | on | off
-    attention: str = "auto"  # auto (biased_sdpa for T5 with a frozen base on GPU) | keep | eager | sdpa | biased_sdpa | biased_cudnn
-    num_workers: int = 0
-    stop_at: int = 0  # > 0: end this job at that step with a checkpoint (time-limited jobs); --resume goes on
-    gradient_sync: str = "auto"  # several processes: ddp | allreduce (one flat all-reduce) | auto (allreduce when compiled)
+    max_steps: int = option(500, "optimizer steps", minimum=1)
+    batch_size: int = option(64, "examples per micro-batch and process", minimum=1)
+    grad_accum: int = option(1, "micro-batches accumulated into one optimizer step", minimum=1)
+    warmup_steps: int = option(50, "steps of linear learning-rate warm-up", minimum=0)
+    max_grad_norm: float = option(1.0, "clip the gradient norm at this (0 = no clipping)", minimum=0)
+    seed: int = option(0, "seed of the batch plan, the model's random parts and dropout")
+    mixed_precision: str = option("auto", "autocast precision: auto (bf16 on GPU), no, bf16 or fp16",
+                                  choices=("auto", "no", "bf16", "fp16"))
+    log_every: int = option(50, "log the training loss every this many steps", minimum=1)
+    eval_every: int = option(250, "evaluate on the dev split every this many steps (and at the end)", minimum=1)
+    save_every: int = option(250, "write a checkpoint every this many steps (0 = never)", minimum=0)
+    compile: str = option("auto", "torch.compile the training step: auto (single GPU, >= 1000 steps), on or off",
+                          choices=("auto", "on", "off"))
+    attention: str = option("auto", "attention kernel: auto (biased_sdpa for T5 with a frozen base on GPU), keep (the "
+                            "model's own), eager, sdpa, biased_sdpa or biased_cudnn",
+                            choices=("auto", "keep", "eager", "sdpa", "biased_sdpa", "biased_cudnn"))
+    num_workers: int = option(0, "data-loader worker processes (0 = load in the main process)", minimum=0)
+    stop_at: int = option(0, "> 0: end this job at that step with a checkpoint (time-limited jobs); --resume goes on; "
+                          "0 = run to max_steps", minimum=0)
+    gradient_sync: str = option("auto", "several processes: ddp, allreduce (one flat all-reduce) or auto (allreduce when compiled)",
+                                choices=("auto", "ddp", "allreduce"))
+
+    def __post_init__(self) -> None:
+        check_section(self, "train")
 
 
 @dataclass
 class EvalConfig:
-    batch_size: int = 128
-    max_new_tokens: int = 16
-    num_beams: int = 1
-    length_penalty: float = 1.0
-    split: str = "test"
+    batch_size: int = option(128, "examples per generation batch", minimum=1)
+    max_new_tokens: int = option(16, "longest generated answer, in tokens", minimum=1)
+    num_beams: int = option(1, "beam search width (1 = greedy decoding)", minimum=1)
+    length_penalty: float = option(1.0, "beam search length penalty (exponent on the answer length)")
+    split: str = option("test", "split scored at the end of a run: train, dev or test", choices=("train", "dev", "test"))
+
+    def __post_init__(self) -> None:
+        check_section(self, "eval")
 
 
 @dataclass
 class AdaptConfig:
-    task: str = "shapes_count"
-    k: list[int] = field(default_factory=lambda: [4, 16, 32])
-    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
-    source: str | None = None  # adapter folder, or None / "none" to start from scratch
-    transfer: list[str] = field(default_factory=lambda: ["prompt", "lowrank", "modules"])
-    dev_k: int | None = None  # examples (per class) in the k-shot dev split; None = k
-    save_adapters: bool = True  # write each run's selected adapter to runs/k<k>_seed<s>/adapter
+    task: str = option("shapes_count", "target task of the k-shot runs", nonempty=True)
+    k: list[int] = option([4, 16, 32], "training examples per class; one run per k and seed", minimum=1, nonempty=True)
+    seeds: list[int] = option([0, 1, 2], "seeds of k-shot sampling and training; one run per k and seed", nonempty=True)
+    source: str | None = option(None, "source adapter folder to start from; null or 'none' = from scratch")
+    transfer: list[str] = option(["prompt", "lowrank", "modules"], "source adapter parts to transfer: prompt, lowrank (A and B), modules",
+                                 choices=("prompt", "lowrank", "modules"))
+    dev_k: int | None = option(None, "examples (per class) in the k-shot dev split; null = k", minimum=1)
+    save_adapters: bool = option(True, "write each run's selected adapter to runs/k<k>_seed<s>/adapter")
+
+    def __post_init__(self) -> None:
+        check_section(self, "adapt")
 
 
 @dataclass
 class RunConfig:
-    method: str = "dept"  # dept | prompt_tuning | lora | full
-    output_dir: str = "runs/default"
-    model: ModelConfig = field(default_factory=ModelConfig)
-    dept: DePTConfig = field(default_factory=lambda: DePTConfig(num_virtual_tokens=8, rank=4, max_length=64))
-    lora: LoRAConfig = field(default_factory=LoRAConfig)
-    full: FullConfig = field(default_factory=FullConfig)
-    data: DataConfig = field(default_factory=DataConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    eval: EvalConfig = field(default_factory=EvalConfig)
-    adapt: AdaptConfig = field(default_factory=AdaptConfig)
+    # a free name here: the run assembly checks the method against the method registry
+    method: str = option("dept", "training method: dept, prompt_tuning, lora, full, ... (a name of the method registry)", nonempty=True)
+    output_dir: str = option("runs/default", "folder of the run's checkpoints, metrics, predictions and resolved config.yaml")
+    model: ModelConfig = section(ModelConfig, "the frozen base model")
+    dept: DePTConfig = section(lambda: DePTConfig(num_virtual_tokens=8, rank=4, max_length=64), "the DePT adapter (method dept / prompt_tuning)")
+    lora: LoRAConfig = section(LoRAConfig, "the LoRA adapter (method lora)")
+    full: FullConfig = section(FullConfig, "full fine-tuning (method full)")
+    data: DataConfig = section(DataConfig, "tasks, their sizes, formats and mixing")
+    train: TrainConfig = section(TrainConfig, "the training loop")
+    eval: EvalConfig = section(EvalConfig, "evaluation and generation")
+    adapt: AdaptConfig = section(AdaptConfig, "k-shot adaptation (dept-vl adapt)")
+
+    def __post_init__(self) -> None:
+        check_section(self, "")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -111,42 +279,11 @@ class RunConfig:
     def save(self, path: str | Path) -> None:
         from dept_vl.io import write_text_atomic
 
-        write_text_atomic(path, yaml.safe_dump(self.to_dict(), sort_keys=False))
+        write_text_atomic(path, yaml.dump(self.to_dict(), Dumper=_Dumper, sort_keys=False))
 
 
-METHODS = ("dept", "prompt_tuning", "lora", "full")
-
-
-def _keys(cls: type, prefix: str = "") -> list[str]:
-    out = []
-    for f in dataclasses.fields(cls):
-        name = prefix + f.name
-        out.append(name)
-        if dataclasses.is_dataclass(f.type if isinstance(f.type, type) else _field_type(cls, f.name)):
-            out += _keys(_field_type(cls, f.name), name + ".")
-    return out
-
-
-def _field_type(cls: type, name: str) -> Any:
-    import typing
-
-    return typing.get_type_hints(cls)[name]
-
-
-def _build(cls: type, data: dict[str, Any], where: str) -> Any:
-    if not isinstance(data, dict):
-        raise ValueError(f"config section {where or 'top level'} must be a mapping, got {data!r}")
-    hints = {f.name: _field_type(cls, f.name) for f in dataclasses.fields(cls)}
-    kwargs = {}
-    for key, value in data.items():
-        if key not in hints:
-            full = f"{where}.{key}" if where else key
-            close = difflib.get_close_matches(full, _keys(RunConfig), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise ValueError(f"unknown config key {full!r}{hint}")
-        sub = hints[key]
-        kwargs[key] = _build(sub, value or {}, f"{where}.{key}" if where else key) if dataclasses.is_dataclass(sub) else value
-    return cls(**kwargs)
+# ---------------------------------------------------------------------------------------------------------
+# YAML
 
 
 class _Loader(yaml.SafeLoader):
@@ -160,7 +297,16 @@ _Loader.yaml_implicit_resolvers = {
 }
 _Loader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
 # and YAML 1.2's floats: ``1e-4`` is a number (YAML 1.1 wants ``1.0e-4``)
-_Loader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)[eE][-+]?[0-9]+$"), list("-+.0123456789"))
+_FLOAT_12 = re.compile(r"^[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)[eE][-+]?[0-9]+$")
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT_12, list("-+.0123456789"))
+
+
+class _Dumper(yaml.SafeDumper):
+    """Quotes every string that :class:`_Loader` would read as something else (``'1e3'``), so a saved
+    config reads back equal."""
+
+
+_Dumper.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT_12, list("-+.0123456789"))
 
 
 def read_yaml(text: str) -> Any:
@@ -168,12 +314,111 @@ def read_yaml(text: str) -> Any:
     return yaml.load(text, Loader=_Loader)
 
 
-def _parse_value(text: str) -> Any:
+def _read_recipe(path: Path) -> dict[str, Any]:
+    try:
+        with path.open() as stream:  # the parser's messages name the file
+            data = yaml.load(stream, Loader=_Loader)
+    except yaml.YAMLError as err:
+        raise ValueError(f"config file {path} is not valid YAML: {err}") from err
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ValueError(f"config file {path} must be a mapping of config keys (method:, model:, train:, ...) "
+                         f"at its top level, not a {type(data).__name__}")
+    return data
+
+
+# ---------------------------------------------------------------------------------------------------------
+# recipes: the YAML files of configs/, in a checkout or after ``pip install .`` (as dept_vl.recipe_files)
+
+
+def recipes_dir() -> Path:
+    try:
+        import importlib.resources
+
+        folder = Path(str(importlib.resources.files("dept_vl.recipe_files")))
+        if folder.is_dir():
+            return folder
+    except ModuleNotFoundError:
+        pass
+    return Path(__file__).resolve().parents[1] / "configs"
+
+
+def list_recipes() -> list[str]:
+    return sorted(p.stem for p in recipes_dir().glob("*.yaml"))
+
+
+def recipe_path(name_or_path: str) -> Path:
+    """A recipe by name (``shapes_pretrain``) or a path to a YAML file."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    candidate = recipes_dir() / f"{name_or_path.removesuffix('.yaml')}.yaml"
+    if candidate.is_file():
+        return candidate
+    raise FileNotFoundError(f"config {name_or_path!r} is neither a file nor a recipe; recipes: {', '.join(list_recipes())}")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# loading: overrides, type-aware values, sections
+
+_NULLS = ("", "null", "Null", "NULL", "None", "~")
+
+
+def _keys(cls: type, prefix: str = "") -> list[str]:
+    out = []
+    for name, hint in _hints(cls).items():
+        out.append(prefix + name)
+        if dataclasses.is_dataclass(hint):
+            out += _keys(hint, f"{prefix}{name}.")
+    return out
+
+
+def _hint_at(parts: list[str]) -> Any | None:
+    """The type hint of the dotted key ``parts`` of RunConfig, or None for an unknown key."""
+    cls: Any = RunConfig
+    for part in parts[:-1]:
+        cls = _hints(cls).get(part) if dataclasses.is_dataclass(cls) else None
+    return _hints(cls).get(parts[-1]) if dataclasses.is_dataclass(cls) else None
+
+
+def _split_list(text: str, item: Any) -> list[Any]:
+    """``a,b`` or ``a b`` -> a list (items parsed as YAML unless they are strings)."""
+    pieces = text.replace(",", " ").split()
+    return pieces if item is str else [read_yaml(p) for p in pieces]
+
+
+def _coerce(value: Any, hint: Any) -> Any:
+    """A value read from YAML, made the field's type where YAML guessed another: a string field's
+    ``2024-01-01`` or ``1e3`` is the string, a list field's ``a,b`` or ``4`` a list."""
+    base, _ = _unoptional(hint)
+    item = _list_item(base)
+    if base is str and isinstance(value, (int, float, datetime.date)) and not isinstance(value, bool):
+        return str(value)
+    if item is not None and isinstance(value, str):
+        return _split_list(value, item)
+    if item is not None and isinstance(value, list):
+        return [_coerce(v, item) for v in value]
+    if item is not None and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return [value]
+    return value
+
+
+def _parse_override(text: str, hint: Any | None) -> Any:
+    base, optional = _unoptional(hint)
+    if optional and text.strip() in _NULLS:
+        return None
+    if base is str:  # a string field takes the text as it is: ``output_dir=2024-01-01``, ``out #1``
+        return text
+    if _list_item(base) is not None and not text.strip():
+        return []
     return read_yaml(text)
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply ``a.b.c=value`` strings (values parsed as YAML: ``3``, ``1e-3``, ``[4, 16]``, ``null``)."""
+    """Apply ``a.b.c=value`` strings. ``null``, ``None`` or ``~`` is None where the field allows None; a
+    string field takes the text as it is; other values are parsed as YAML (``3``, ``1e-3``, ``[4, 16]``);
+    a list field also takes ``a,b``."""
     for item in overrides:
         if "=" not in item:
             raise ValueError(f"override {item!r} is not key=value (e.g. train.max_steps=200)")
@@ -184,22 +429,44 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise ValueError(f"override {item!r}: {part!r} is not a section")
-        value = _parse_value(text)
-        if isinstance(value, str) and parts[-1] in ("k", "seeds", "tasks", "transfer", "target_modules", "trainable_modules"):
-            value = [read_yaml(v) for v in value.replace(",", " ").split()]
-        node[parts[-1]] = value
+        hint = _hint_at(parts)
+        try:
+            value = _parse_override(text, hint)
+        except yaml.YAMLError as err:
+            raise ValueError(f"override {item!r}: the value is not valid YAML: {err}") from err
+        node[parts[-1]] = _coerce(value, hint) if hint is not None else value
     return data
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
-    """Read a YAML recipe (or the defaults), apply overrides, and validate every key and value."""
-    data: dict[str, Any] = {}
-    if path is not None:
-        from dept_vl.recipes import recipe_path
+def _build(cls: type, data: dict[str, Any], where: str) -> Any:
+    if not isinstance(data, dict):
+        raise ValueError(f"config section {where or 'top level'} must be a mapping, got {data!r}")
+    hints = _hints(cls)
+    kwargs = {}
+    for key, value in data.items():
+        full = f"{where}.{key}" if where else str(key)
+        if key not in hints:
+            close = difflib.get_close_matches(full, _keys(RunConfig), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ValueError(f"unknown config key {full!r}{hint}")
+        sub = hints[key]
+        kwargs[key] = _build(sub, value or {}, full) if dataclasses.is_dataclass(sub) else _coerce(value, sub)
+    if cls is not DePTConfig:
+        return cls(**kwargs)
+    # DePTConfig checks its own values (as DePTConfig.<name>); the types first, then its messages as dept.<name>
+    for key, value in kwargs.items():
+        check_value(f"{where}.{key}", value, hints[key], {})
+    try:
+        return cls(**kwargs)
+    except ValueError as err:
+        message = str(err)
+        raise ValueError(f"{where}.{message.removeprefix('DePTConfig.')}" if message.startswith("DePTConfig.")
+                         else f"config section {where}: {message}") from err
 
-        data = read_yaml(recipe_path(str(path)).read_text()) or {}
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
+    """Read a YAML recipe (or the defaults), apply overrides, and check every key and value."""
+    data: dict[str, Any] = _read_recipe(recipe_path(str(path))) if path is not None else {}
     data = apply_overrides(data, list(overrides or []))
-    config = _build(RunConfig, data, "")
-    if config.method not in METHODS:
-        raise ValueError(f"method={config.method!r} is unknown; choose one of {', '.join(METHODS)}")
-    return config
+    # ``method`` is only checked to be a name here: the run assembly checks it against the method registry
+    return _build(RunConfig, data, "")

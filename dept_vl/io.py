@@ -46,9 +46,3 @@ def save_tensors_atomic(path: str | Path, tensors: dict[str, torch.Tensor], meta
     plain = {name: t.detach().to("cpu").contiguous() for name, t in tensors.items()}
     with atomic_path(path) as tmp:
         save_file(plain, str(tmp), metadata=metadata)
-
-
-def torch_save_atomic(path: str | Path, obj: Any) -> None:
-    """torch.save through a temporary file (for optimizer and RNG states of our own checkpoints)."""
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)

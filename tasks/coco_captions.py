@@ -2,7 +2,8 @@
 
 from dept_vl.data.registry import register_task
 from dept_vl.data.task import Task
-from dept_vl.data.vl_tasks import load_coco_captions, score_captions
+from dept_vl.data.vl_tasks import load_coco_captions
+from dept_vl.task_defs._scorers import score_captions
 
 register_task(Task(
     name="coco_captions", kind="caption", family="caption", has_images=True,

@@ -4,6 +4,7 @@ release TSVs via ``data_dir``). Formats and split rules: see ``dept_vl.data.text
 from dept_vl.data.registry import register_task
 from dept_vl.data.text_tasks import TextTaskSpec, make_text_task
 from dept_vl.metrics.glue import GLUE_LABEL_WORDS as WORDS
+from dept_vl.task_defs._scorers import glue_headline_metric, make_glue_scorer
 
 HF = "nyu-mll/glue"
 NLI = {"entailment": 0, "not_entailment": 1}
@@ -37,4 +38,4 @@ for spec in [
                  tuple(WORDS["rte"]), "rte", "small", HF, "rte", "RTE", local_label_map=NLI,
                  description="2-way textual entailment"),
 ]:
-    register_task(make_text_task(spec))
+    register_task(make_text_task(spec, make_glue_scorer(spec), glue_headline_metric(spec.name)))

@@ -2,7 +2,8 @@
 
 from dept_vl.data.registry import register_task
 from dept_vl.data.task import Task
-from dept_vl.data.vl_tasks import load_gqa, score_exact_match
+from dept_vl.data.vl_tasks import load_gqa
+from dept_vl.task_defs._scorers import score_exact_match
 
 register_task(Task(
     name="gqa", kind="vqa", family="vqa", has_images=True,

@@ -1,14 +1,33 @@
 """The synthetic shapes world: 4 source and 6 target tasks, formats "shifted" (default) and "plain".
 Generated offline and deterministically; no data_dir (see docs/synthetic_world.md)."""
 
+import functools
+from collections.abc import Callable
 from typing import Any
 
 from dept_vl.data.example import Example
 from dept_vl.data.registry import register_task
-from dept_vl.data.shapes.builders import (
-    SPECS, build_examples, make_classification_scorer, score_caption, score_exact, score_regression,
-)
+from dept_vl.data.shapes.builders import SPECS, build_examples
 from dept_vl.data.task import Task
+from dept_vl.metrics.glue import classification_metrics, regression_metrics
+from dept_vl.task_defs._scorers import score_captions, score_exact_match
+
+# Captions: BLEU and CIDEr-D with no METEOR (evaluation stays fast), plus the exact-match rate.
+score_caption = functools.partial(score_captions, meteor=False, exact=True)
+
+
+def make_classification_scorer(labels: tuple[str, ...]) -> Callable[[list[str], list[Example]], dict[str, float]]:
+    """Accuracy, F1 and the rest of the classification metrics over ``labels`` (the task's label words)."""
+    def score(predictions: list[str], examples: list[Example]) -> dict[str, float]:
+        return classification_metrics(predictions, [ex.target_text for ex in examples], list(labels))
+    return score
+
+
+def score_regression(predictions: list[str], examples: list[Example]) -> dict[str, float]:
+    """Pearson and Spearman correlations of the predicted numbers; headline their mean."""
+    out = regression_metrics(predictions, [ex.target_text for ex in examples])
+    out["headline"] = (out["pearson"] + out["spearmanr"]) / 2
+    return out
 
 
 def _register(name: str) -> None:
@@ -20,7 +39,7 @@ def _register(name: str) -> None:
         return build_examples(name, split, fmt, **options)
 
     if spec.kind == "vqa":
-        scorer, metric, scale = score_exact, "accuracy", "0..1"
+        scorer, metric, scale = score_exact_match, "accuracy", "0..1"
     elif spec.kind == "caption":
         scorer, metric, scale = score_caption, "cider", "CIDEr-D ~0..10"
     elif spec.kind == "classification":

@@ -1,8 +1,25 @@
 """VQA v2 (official questions + annotations JSON, COCO images); official VQA accuracy."""
 
+from dept_vl.data.example import Example
 from dept_vl.data.registry import register_task
 from dept_vl.data.task import Task
-from dept_vl.data.vl_tasks import load_vqa_v2, score_vqa
+from dept_vl.data.vl_tasks import load_vqa_v2
+from dept_vl.metrics.vqa import vqa_accuracy
+
+
+def score_vqa(predictions: list[str], examples: list[Example]) -> dict[str, float]:
+    """Mean official VQA accuracy, overall and per answer type (``accuracy_yes/no`` ...)."""
+    per_type: dict[str, list[float]] = {}
+    scores = []
+    for pred, ex in zip(predictions, examples):
+        s = vqa_accuracy(pred, ex.all_references())
+        scores.append(s)
+        per_type.setdefault(ex.meta.get("answer_type") or "all", []).append(s)
+    out = {"accuracy": sum(scores) / len(scores)}
+    if len(per_type) > 1 or "all" not in per_type:
+        out.update({f"accuracy_{t}": sum(v) / len(v) for t, v in sorted(per_type.items())})
+    return out
+
 
 register_task(Task(
     name="vqa_v2", kind="vqa", family="vqa", has_images=True,

@@ -9,6 +9,7 @@ import pytest
 from dept_vl.data.batching import Collator
 from dept_vl.data.example import Example
 from dept_vl.models import build_vl_model
+import dept_vl.tasks  # noqa: F401  (registers the words of the tiny preset's tokenizer)
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from dept_vl import DePTConfig, DePTModel
+from dept_vl.dept import from_official
 from dept_vl.cli import main as cli_main
 from tests.conftest import tiny_t5
 from tests.test_dept_core import make, mixed_batch
@@ -16,7 +17,7 @@ from tests.test_dept_core import make, mixed_batch
 def test_round_trip_gives_identical_tensors_and_generations(tmp_path):
     model = make(trainable_modules=["lm_head"])
     model.save_pretrained(tmp_path / "adapter")
-    assert sorted(p.name for p in (tmp_path / "adapter").iterdir()) == ["adapter.safetensors", "dept_config.json"]
+    assert sorted(p.name for p in (tmp_path / "adapter").iterdir()) == ["adapter_config.json", "adapter_model.safetensors"]
     fresh = tiny_t5()
     with torch.no_grad():
         fresh.lm_head.weight.add_(1.0)  # the trained module must come from the adapter
@@ -38,10 +39,25 @@ def test_saved_files_hold_only_the_adapter_and_the_base_facts(tmp_path):
     from safetensors.torch import load_file
 
     make().save_pretrained(tmp_path)
-    assert set(load_file(tmp_path / "adapter.safetensors")) == {"prompt", "lowrank_A", "lowrank_B"}
-    meta = json.loads((tmp_path / "dept_config.json").read_text())
-    assert meta["base_model"]["d_model"] == 64 and meta["base_model"]["vocab_size"] == 120
-    assert meta["dept"]["rank"] == 4
+    assert set(load_file(tmp_path / "adapter_model.safetensors")) == {"prompt", "lowrank_A", "lowrank_B"}
+    record = json.loads((tmp_path / "adapter_config.json").read_text())["dept_vl"]
+    assert record["method"] == "dept" and record["format_version"] == 2
+    assert record["base_model"]["d_model"] == 64 and record["base_model"]["vocab_size"] == 120
+    assert record["settings"]["rank"] == 4
+
+
+def test_adapters_of_format_version_1_still_load(tmp_path):
+    """Folders written by dept-vl 0.1 (dept_config.json + adapter.safetensors) load unchanged."""
+    from safetensors.torch import save_file
+
+    model = make()
+    save_file({k: v.contiguous() for k, v in model.adapter_state_dict().items()}, str(tmp_path / "adapter.safetensors"))
+    (tmp_path / "dept_config.json").write_text(json.dumps({
+        "format": "dept-vl-adapter", "format_version": 1, "dept": model.dept_config.to_dict(),
+        "base_model": {"d_model": 64, "vocab_size": 120}}))
+    loaded = DePTModel.from_pretrained(tiny_t5(), tmp_path)
+    for name, value in model.adapter_state_dict().items():
+        assert torch.equal(loaded.adapter_state_dict()[name], value), name
 
 
 @pytest.mark.parametrize("kwargs, key", [({"d_model": 32}, "d_model"), ({"vocab_size": 99}, "vocab_size")])
@@ -56,7 +72,7 @@ def test_interrupted_save_keeps_the_previous_adapter(tmp_path, monkeypatch):
 
     model = make()
     model.save_pretrained(tmp_path)
-    before = (tmp_path / "adapter.safetensors").read_bytes()
+    before = (tmp_path / "adapter_model.safetensors").read_bytes()
     with torch.no_grad():
         model.prompt.add_(1.0)
 
@@ -66,13 +82,13 @@ def test_interrupted_save_keeps_the_previous_adapter(tmp_path, monkeypatch):
     monkeypatch.setattr(safetensors.torch, "save_file", crash)
     with pytest.raises(KeyboardInterrupt):
         model.save_pretrained(tmp_path)
-    assert (tmp_path / "adapter.safetensors").read_bytes() == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["adapter.safetensors", "dept_config.json"]
+    assert (tmp_path / "adapter_model.safetensors").read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["adapter_config.json", "adapter_model.safetensors"]
     DePTModel.from_pretrained(tiny_t5(), tmp_path)
 
 
 def test_missing_adapter_files_name_what_is_expected(tmp_path):
-    with pytest.raises(FileNotFoundError, match="expected dept_config.json and adapter.safetensors"):
+    with pytest.raises(FileNotFoundError, match="expected adapter_config.json and adapter_model.safetensors"):
         DePTModel.from_pretrained(tiny_t5(), tmp_path)
 
 
@@ -87,7 +103,7 @@ def _t5_base_shaped():
 def test_official_cola_checkpoint_imports_with_its_shapes_and_values(shared_dir, tmp_path):
     folder = shared_dir / "assets" / "official-dept" / "cola"
     raw = torch.load(folder / "adapter_model.bin", map_location="cpu", weights_only=True)
-    model = DePTModel.from_official(_t5_base_shaped(), folder)
+    model = from_official(_t5_base_shaped(), folder)
     cfg = model.dept_config
     assert (cfg.num_virtual_tokens, cfg.rank, cfg.max_length, cfg.alpha) == (80, 15, 256, 8.0)
     assert model.prompt.shape == (80, 768) and model.lowrank_A.shape == (256, 15) and model.lowrank_B.shape == (15, 768)
@@ -101,7 +117,7 @@ def test_official_cola_checkpoint_imports_with_its_shapes_and_values(shared_dir,
     converted = DePTModel.from_pretrained(_t5_base_shaped(), tmp_path / "cola")
     assert torch.equal(converted.lowrank_B.detach(), raw["prompt_encoder.lora_embedding_B"])
     with pytest.raises(ValueError, match="d_model=768.*d_model=64"):
-        DePTModel.from_official(tiny_t5(), folder)
+        from_official(tiny_t5(), folder)
 
 
 def test_prompt_only_checkpoint_imports_with_lowrank_at_init_and_a_warning(tmp_path):
@@ -111,7 +127,7 @@ def test_prompt_only_checkpoint_imports_with_lowrank_at_init_and_a_warning(tmp_p
     prompt = torch.randn(6, 64)
     torch.save({"prompt_embeddings": prompt}, tmp_path / "adapter_model.bin")
     with pytest.warns(UserWarning, match="prompt_embeddings only"):
-        model = DePTModel.from_official(tiny_t5(), tmp_path)
+        model = from_official(tiny_t5(), tmp_path)
     assert torch.equal(model.prompt.detach(), prompt)
     assert torch.count_nonzero(model.lowrank_B) == 0 and model.lowrank_A.abs().sum() > 0
 
@@ -127,7 +143,7 @@ def test_foreign_pickle_is_loaded_without_running_code(tmp_path):
     (tmp_path / "adapter_config.json").write_text(json.dumps(config))
     torch.save({"prompt_embeddings": Evil()}, tmp_path / "adapter_model.bin")
     with pytest.raises(Exception):
-        DePTModel.from_official(tiny_t5(), tmp_path)
+        from_official(tiny_t5(), tmp_path)
     assert not (tmp_path / "pwned").exists()
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dept_vl.models import VLModelSpec, build_vl_model, get_preset, list_presets, register_preset
+from dept_vl.models import VLModelSpec, build_vl_model, get_preset, list_presets, register_preset, register_vocabulary
 
 HUB = {
     "t5-base+vit-b16-clip": ("t5-base", "vit_base_patch16_clip_224.openai"),
@@ -74,9 +74,25 @@ def test_default_preset_uses_the_synthetic_world_vocabulary():
     shapes = pytest.importorskip("dept_vl.data.shapes")
     if not hasattr(shapes, "vocabulary"):
         pytest.skip("dept_vl.data.shapes.vocabulary() is not written yet")
+    import dept_vl.tasks  # noqa: F401  (registers the synthetic world's words as the vocabulary "shapes")
+
     model = build_vl_model()
     assert model.config.name_or_path == "tiny"
     assert model.config.vocab_size == len(model.tokenizer) >= len(set(shapes.vocabulary()))
+    assert model.spec.vocabulary == shapes.vocabulary()  # the words themselves are saved with a backbone
+
+
+def test_word_level_presets_name_a_registered_vocabulary():
+    assert get_preset("tiny").vocabulary == "shapes" and get_preset("tiny-bart").vocabulary == "shapes"
+    register_vocabulary("test-colours", ["red", "blue"], overwrite=True)
+    model = build_vl_model("tiny", vocabulary="test-colours")
+    assert model.spec.vocabulary == ["red", "blue"] and model.config.vocab_size == 3 + 2
+    with pytest.raises(ValueError, match="already registered"):
+        register_vocabulary("test-colours", ["green"])
+    with pytest.raises(ValueError, match="names vocabulary 'nope', which is not registered.*vocabulary=\\[...\\]"):
+        build_vl_model("tiny", vocabulary="nope")
+    with pytest.raises(ValueError, match="has a word-level tokenizer but no vocabulary"):
+        build_vl_model("tiny", vocabulary=None)
 
 
 def test_another_image_encoder_drops_the_preset_encoder_arguments():

@@ -11,6 +11,7 @@ import yaml
 
 from dept_vl.data.example import Example
 from dept_vl.data.registry import get_task
+from dept_vl.data.shapes.text import question_type as shapes_question_type
 from dept_vl.report import (attach_examples, breakdown, examples_table, list_runs, method_breakdown, pick_run,
                             plot_examples_grid, question_type, run_tasks)
 
@@ -48,13 +49,19 @@ def item(question: str, meta: dict | None = None) -> dict:
     return {"question": question, "example": example, "references": ["1"]}
 
 
+def shapes_item(question: str) -> dict:
+    """An item whose example carries its question type as the synthetic world's visual questions do."""
+    return item(question, {"question_type": shapes_question_type(question)})
+
+
 def test_question_type_of_the_synthetic_questions_and_of_vqa_v2():
-    assert question_type(item("question: how many objects are there?")) == "how many: all"
-    assert question_type(item("question: how many red objects are there?")) == "how many: colour"
-    assert question_type(item("question: how many large objects are there?")) == "how many: size"
-    assert question_type(item("question: how many triangles are there?")) == "how many: shape"
-    assert question_type(item("question: what is left of the red circle?")) == "what is left of"
+    assert question_type(shapes_item("question: how many objects are there?")) == "how many: all"
+    assert question_type(shapes_item("question: how many red objects are there?")) == "how many: colour"
+    assert question_type(shapes_item("question: how many large objects are there?")) == "how many: size"
+    assert question_type(shapes_item("question: how many triangles are there?")) == "how many: shape"
+    assert question_type(shapes_item("question: what is left of the red circle?")) == "what is left of"
     assert question_type(item("what color is the bus?")) == "what color"
+    assert question_type(item("question: how many objects are there?")) == "how many"  # no type: the first two words
     assert question_type(item("anything", {"question_type": "is this"})) == "is this"
 
 

@@ -1,4 +1,4 @@
-"""save_backbone / from_backbone: every tensor, the tokenizer and generations come back, offline."""
+"""save_backbone / load_backbone: every tensor, the tokenizer and generations come back, offline."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from dept_vl.models import VLEncoderDecoder, build_vl_model, word_level_tokenizer
+from dept_vl.models import VLEncoderDecoder, build_vl_model, load_backbone, save_backbone, word_level_tokenizer
 
 WORDS = "what is the red blue circle square left of yes no 0 1 2".split()
 
@@ -16,11 +16,11 @@ WORDS = "what is the red blue circle square left of yes no 0 1 2".split()
 def test_backbone_round_trip(preset, tmp_path):
     torch.manual_seed(0)
     model = build_vl_model(preset, vocabulary=WORDS, projection="mlp").eval()
-    model.save_backbone(tmp_path / "bb")
+    save_backbone(model, tmp_path / "bb")
     meta = json.loads((tmp_path / "bb" / "backbone.json").read_text())
     assert meta["format"] == "dept-vl-backbone" and meta["spec"]["name"] == preset
     assert meta["spec"]["vocabulary"] == WORDS and meta["spec"]["image_pretrained"] is False
-    loaded = VLEncoderDecoder.from_backbone(tmp_path / "bb")
+    loaded = load_backbone(tmp_path / "bb")
     ours, theirs = model.state_dict(), loaded.state_dict()
     assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
     assert loaded.tokenizer.get_vocab() == model.tokenizer.get_vocab()
@@ -37,9 +37,9 @@ def test_backbone_with_a_saved_tokenizer_folder(tmp_path):
     tokenizer = word_level_tokenizer(WORDS)
     tokenizer.save_pretrained(str(tmp_path / "tok"))
     model = build_vl_model("tiny", tokenizer=str(tmp_path / "tok"), text_config={"vocab_size": len(tokenizer)})
-    model.save_backbone(tmp_path / "bb", extra={"command": "dept-vl demo --rebuild-backbone"})
+    save_backbone(model, tmp_path / "bb", extra={"command": "dept-vl demo --rebuild-backbone"})
     assert (tmp_path / "bb" / "tokenizer").is_dir()
-    loaded = VLEncoderDecoder.from_backbone(tmp_path / "bb")
+    loaded = load_backbone(tmp_path / "bb")
     assert loaded.tokenizer("what is red")["input_ids"] == tokenizer("what is red")["input_ids"]
     meta = json.loads((tmp_path / "bb" / "backbone.json").read_text())
     assert meta["extra"]["command"].startswith("dept-vl demo")
@@ -47,14 +47,14 @@ def test_backbone_with_a_saved_tokenizer_folder(tmp_path):
 
 def test_backbone_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="not a dept-vl backbone"):
-        VLEncoderDecoder.from_backbone(tmp_path)
+        load_backbone(tmp_path)
     model = build_vl_model("tiny", vocabulary=WORDS)
     bare = VLEncoderDecoder(model.text_model, model.image_encoder)
     with pytest.raises(ValueError, match="without a preset spec"):
-        bare.save_backbone(tmp_path / "x")
-    model.save_backbone(tmp_path / "bb")
+        save_backbone(bare, tmp_path / "x")
+    save_backbone(model, tmp_path / "bb")
     other = json.loads((tmp_path / "bb" / "backbone.json").read_text())
     other["spec"]["text_config"]["d_model"] = 32
     (tmp_path / "bb" / "backbone.json").write_text(json.dumps(other))
     with pytest.raises(Exception, match="size mismatch|does not match"):
-        VLEncoderDecoder.from_backbone(tmp_path / "bb")
+        load_backbone(tmp_path / "bb")

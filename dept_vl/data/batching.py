@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import random
 import warnings
 from dataclasses import dataclass, field
@@ -77,22 +76,6 @@ class Collator:
         return {"pixel_values": torch.stack([self.image_transform(load(e.image)) for e in examples])}
 
 
-def length_grouped_order(lengths: Sequence[int], batch_size: int, rng: random.Random, group: int = 32) -> list[list[int]]:
-    """Shuffle, then sort by length inside windows of ``group`` batches, and shuffle the batches.
-
-    Batches hold inputs of similar length (so dynamic padding pads little) while their order stays random.
-    """
-    order = list(range(len(lengths)))
-    rng.shuffle(order)
-    window = batch_size * group
-    batches: list[list[int]] = []
-    for start in range(0, len(order), window):
-        chunk = sorted(order[start : start + window], key=lambda i: lengths[i])
-        batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
-    rng.shuffle(batches)
-    return batches
-
-
 def mixture_rates(sizes: dict[str, int], mixing: str = "proportional", cap: int = 10000, temperature: float = 2.0) -> dict[str, float]:
     """Sampling rate of each task: examples-proportional with a cap, or temperature-scaled (T5's mixing)."""
     if not sizes:
@@ -151,12 +134,3 @@ def _epochs(n: int, rng: random.Random):
         order = list(range(n))
         rng.shuffle(order)
         yield from order
-
-
-def shard(items: Sequence[Any], index: int, count: int) -> list[Any]:
-    """This process's share of ``items`` (every item in exactly one shard)."""
-    return list(items[index::count])
-
-
-def num_batches(n: int, batch_size: int) -> int:
-    return math.ceil(n / batch_size)

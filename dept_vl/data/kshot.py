@@ -4,7 +4,6 @@ classification, k in total otherwise; a disjoint k-shot dev split for model sele
 from __future__ import annotations
 
 import random
-from collections import Counter
 from collections.abc import Sequence
 
 from dept_vl.data.example import Example
@@ -81,8 +80,3 @@ def kshot_split(examples: Sequence[Example], k: int, seed: int, dev_k: int | Non
         raise ValueError(f"not enough examples left for the k-shot dev set after drawing the "
                          f"train set: {err}") from None
     return train, dev
-
-
-def label_counts(examples: Sequence[Example]) -> dict[str, int]:
-    """How many examples per label (None counted as "None"), sorted by label."""
-    return dict(sorted(Counter(str(ex.label) for ex in examples).items()))

@@ -13,8 +13,6 @@ from pathlib import Path
 from typing import Any
 
 from dept_vl.data.example import Example
-from dept_vl.metrics.captions import caption_scores
-from dept_vl.metrics.vqa import exact_match, vqa_accuracy
 
 
 def require_dir(task: str, data_dir: str | None, what: str) -> Path:
@@ -92,20 +90,6 @@ def load_vqa_v2(split: str, data_dir: str | None, fmt: str, **options: Any) -> l
     return out[: options["limit"]] if options.get("limit") else out
 
 
-def score_vqa(predictions: list[str], examples: list[Example]) -> dict[str, float]:
-    """Mean official VQA accuracy, overall and per answer type (``accuracy_yes/no`` ...)."""
-    per_type: dict[str, list[float]] = {}
-    scores = []
-    for pred, ex in zip(predictions, examples):
-        s = vqa_accuracy(pred, ex.all_references())
-        scores.append(s)
-        per_type.setdefault(ex.meta.get("answer_type") or "all", []).append(s)
-    out = {"accuracy": sum(scores) / len(scores)}
-    if len(per_type) > 1 or "all" not in per_type:
-        out.update({f"accuracy_{t}": sum(v) / len(v) for t, v in sorted(per_type.items())})
-    return out
-
-
 # ---------------------------------------------------------------- GQA
 GQA_WHAT = ("the GQA balanced question files ({train,val,testdev}_balanced_questions.json) and the "
             "images folder images/<imageId>.jpg")
@@ -136,12 +120,6 @@ def load_gqa(split: str, data_dir: str | None, fmt: str, **options: Any) -> list
                   "structural": (q.get("types") or {}).get("structural", "")},
         ))
     return out[: options["limit"]] if options.get("limit") else out
-
-
-def score_exact_match(predictions: list[str], examples: list[Example]) -> dict[str, float]:
-    """Accuracy: exact match after the VQA answer normalisation."""
-    hits = [exact_match(p, ex.target_text) for p, ex in zip(predictions, examples)]
-    return {"accuracy": sum(hits) / len(hits)}
 
 
 # ---------------------------------------------------------------- COCO captions (Karpathy)
@@ -176,10 +154,3 @@ def load_coco_captions(split: str, data_dir: str | None, fmt: str, **options: An
         raise ValueError(f"coco_captions: expected the images under {Path(out[0].image).parent}; "
                          "pass image_dir= the folder that holds train2014/ and val2014/")
     return out[: options["limit"]] if options.get("limit") else out
-
-
-def score_captions(predictions: list[str], examples: list[Example]) -> dict[str, float]:
-    """BLEU-1..4 and CIDEr-D (METEOR too when java is on PATH)."""
-    preds = {ex.id: p for p, ex in zip(predictions, examples)}
-    refs = {ex.id: ex.all_references() for ex in examples}
-    return caption_scores(preds, refs)

@@ -47,59 +47,43 @@ def cache_key(settings: BackboneSettings) -> str:
 
 def backbone_tasks() -> list[str]:
     """Every task of the synthetic world: the backbone must already have every skill the adapters need."""
-    from dept_vl.data.registry import get_task, list_tasks
+    from dept_vl.tasks import get_task, list_tasks
 
     return [n for n in list_tasks() if get_task(n).family == "shapes"]
 
 
 def train_backbone(out: str | Path, settings: BackboneSettings = BackboneSettings(), show_progress: bool = True) -> dict[str, Any]:
     """Full multi-task training of the tiny VL model on the plain form of every shapes task; saves it frozen."""
-    from dept_vl.config import DataConfig, EvalConfig, FullConfig, TrainConfig
-    from dept_vl.data.batching import mixture_rates, plan_batches
+    from dept_vl.config import DataConfig, EvalConfig, FullConfig, RunConfig, TrainConfig
     from dept_vl.models.backbone import save_backbone
     from dept_vl.models.presets import build_from_spec, get_preset
-    from dept_vl.train import components as C
-    from dept_vl.train.loop import make_accelerator, train_loop
-    from dept_vl.train.methods import FullFineTuneModel
-    from dept_vl.train.predict import predict
+    from dept_vl.recipes.backbone import train_backbone as train
+    from dept_vl.train.run import seed_everything
 
     start = time.perf_counter()
-    C.seed_everything(settings.seed)
-    accelerator = make_accelerator()
+    seed_everything(settings.seed)
     spec = get_preset(settings.preset)
     text = dict(spec.text_config or {})
     text["dropout_rate" if text.get("model_type") == "t5" else "dropout"] = settings.dropout
     spec = dataclasses.replace(spec, text_config=text, freeze_image_encoder=False)
-    model = build_from_spec(spec).to(accelerator.device)
-    data = DataConfig(format="plain", feature_cache=False)
+    model = build_from_spec(spec)
+    config = RunConfig(
+        method="full", full=FullConfig(lr=settings.lr),
+        data=DataConfig(format="plain", feature_cache=False, train_size=settings.train_size, eval_size=settings.eval_size,
+                        max_input_length=128, max_target_length=48),
+        train=TrainConfig(max_steps=settings.steps, batch_size=settings.batch_size, warmup_steps=settings.warmup_steps,
+                          seed=settings.seed, log_every=100, eval_every=10**9, save_every=0),
+        eval=EvalConfig(batch_size=256, max_new_tokens=48),
+    )
     names = backbone_tasks()
-    tasks = C.load_tasks(names)
-    train = {n: C.load_split(t, "train", data, settings.train_size) for n, t in tasks.items()}
-    dev = {n: C.load_split(t, "dev", data, settings.eval_size) for n, t in tasks.items()}
-    trainable = FullFineTuneModel(model, FullConfig(lr=settings.lr))
-    model.image_encoder.requires_grad_(True)
-    collate = C.make_collator(model, data, 128)
-    collate.max_target_length = 48
-    collate.pixels = {e.image_id: model.image_transform(e.image) for s in train.values() for e in s if e.has_image}
-    rates = mixture_rates({n: len(s) for n, s in train.items()})
-    pools = {n: [C.text_length(e) for e in s] for n, s in train.items()}
-    batches = plan_batches(pools, rates, settings.steps, settings.batch_size, settings.seed)
-    cfg = TrainConfig(max_steps=settings.steps, batch_size=settings.batch_size, warmup_steps=settings.warmup_steps,
-                      log_every=100, eval_every=10**9, save_every=0)
-    train_loop(trainable, batches, lambda b: collate([train[t][i] for t, i in b]), cfg, accelerator,
-               batch_task=lambda b: b[0][0], show_progress=show_progress)
-    model.eval()
-    metrics = {}
-    for name, examples in dev.items():
-        predictions = predict(model, examples, collate, model.tokenizer, EvalConfig(batch_size=256, max_new_tokens=48), accelerator)
-        metrics[name] = tasks[name].evaluate(predictions, examples)["headline"]
+    metrics = train(model, config, names, show_progress)
     model.requires_grad_(False)
     model.freeze_image_encoder = True
     model.spec = dataclasses.replace(model.spec, freeze_image_encoder=True)
     extra = {
         "made_by": "python -m dept_vl.demo.backbone " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in dataclasses.asdict(settings).items()),
         "settings": dataclasses.asdict(settings), "tasks": names, "dev_headline_plain": metrics,
-        "seconds": time.perf_counter() - start, "device": str(accelerator.device),
+        "seconds": time.perf_counter() - start, "device": str(next(model.parameters()).device),
     }
     save_backbone(model.to("cpu").float(), out, extra=extra)
     return extra

@@ -8,11 +8,22 @@ import time
 from pathlib import Path
 from typing import Any
 
-from dept_vl.config import RunConfig, load_config
+from dept_vl.config import RunConfig, load_config, recipe_path
 from dept_vl.io import write_json_atomic
 
-# (a), (b), (c) of the demo: DePT from the source adapter, DePT from scratch, prompt tuning from its own source.
-ARMS = {"dept-transfer": ("dept", "source_dept"), "dept-scratch": ("dept", None), "pt-transfer": ("prompt_tuning", "source_pt")}
+# (a), (b), (c) of the demo: DePT from the source adapter, DePT from scratch, prompt tuning from its own source;
+# each arm is named as its results are (``<method label>-transfer`` / ``-scratch``)
+ARM_DESIGN = (("dept", "source_dept"), ("dept", None), ("prompt_tuning", "source_pt"))
+SOURCES = {"source_dept": "dept", "source_pt": "prompt_tuning"}
+
+
+def _arm_name(method: str, source: str | None) -> str:
+    from dept_vl.methods import get_method
+
+    return get_method(method).results_label(transfer=source is not None)
+
+
+ARMS = {_arm_name(method, source): (method, source) for method, source in ARM_DESIGN}
 # one target of each family by default; --full runs every target task
 DEFAULT_TARGETS = ["shapes_count", "shapes_caption_short", "shapes_para"]
 
@@ -39,17 +50,16 @@ class DemoSettings:
 
 
 def _recipe(name: str, overrides: list[str]) -> RunConfig:
-    from dept_vl.recipes import recipe_path
-
     return load_config(recipe_path(name), overrides)
 
 
 def run_demo(settings: DemoSettings, full: bool = False) -> dict[str, Any]:
-    from dept_vl.data.registry import get_task, list_tasks
     from dept_vl.demo.backbone import resolve_backbone
     from dept_vl.demo.report import write_report
-    from dept_vl.train.adapt import run_adapt
-    from dept_vl.train.pretrain import run_pretrain
+    from dept_vl.recipes.adapt import run_adapt
+    from dept_vl.recipes.pretrain import run_pretrain
+    from dept_vl.report.results import RECORD_FIELDS
+    from dept_vl.tasks import get_task, list_tasks
 
     out = Path(settings.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -69,7 +79,7 @@ def run_demo(settings: DemoSettings, full: bool = False) -> dict[str, Any]:
     common = [f"model.backbone={backbone}"]
 
     sources = {}
-    for label, method in (("source_dept", "dept"), ("source_pt", "prompt_tuning")):
+    for label, method in SOURCES.items():
         t = time.perf_counter()
         print(f"[3/5] source stage: {method} on the source tasks")
         cfg = _recipe("shapes_pretrain", common + [
@@ -116,7 +126,7 @@ def run_demo(settings: DemoSettings, full: bool = False) -> dict[str, Any]:
 
     print("[5/5] report")
     t = time.perf_counter()
-    public = [{f: r[f] for f in ("task", "k", "method", "seed", "score", "metric")} for r in records]
+    public = [{f: r[f] for f in RECORD_FIELDS} for r in records]
     write_json_atomic(out / "results.json", public)
     write_json_atomic(out / "results_full.json", records)
     for label, summary in sources.items():
@@ -135,23 +145,12 @@ def run_demo(settings: DemoSettings, full: bool = False) -> dict[str, Any]:
 def zero_shot_scores(task_name: str, backbone: Path, source_adapter: Path, settings: DemoSettings) -> dict[str, float]:
     """A target's test score with no training: the frozen backbone alone (plain and shifted input) and
     with the source adapter. Shows what the format shift costs and what the source adapter carries."""
-    import torch
+    from dept_vl.recipes.evaluate import run_evaluate
 
-    from dept_vl.dept import DePTModel
-    from dept_vl.train import components as C
-    from dept_vl.train.predict import predict
-
-    config = _recipe("shapes_adapt", [f"model.backbone={backbone}"])
-    base = C.load_base_model(config.model, torch.device("cpu"))
-    task = C.load_tasks([task_name])[task_name]
     scores = {}
     for label, fmt, adapter in (("plain, no adapter", "plain", None), ("shifted, no adapter", "shifted", None),
                                 ("shifted, source adapter", "shifted", source_adapter)):
-        data = dataclasses.replace(config.data, format=fmt)
-        examples = C.load_split(task, "test", data, settings.target_eval_size)
-        features = C.Features.compute(base, [examples]) if task.has_images else None
-        collate = C.make_collator(base, data, config.dept.max_length, features)
-        model = DePTModel.from_pretrained(base, adapter) if adapter is not None else base
-        predictions = predict(model, examples, collate, base.tokenizer, config.eval, None, C.generation_length(task, config))
-        scores[label] = task.evaluate(predictions, examples)["headline"]
+        config = _recipe("shapes_adapt", [f"model.backbone={backbone}", f"data.format={fmt}",
+                                          f"data.eval_size={settings.target_eval_size}"])
+        scores[label] = run_evaluate(config, adapter, task_name, "test")["metrics"]["headline"]
     return scores

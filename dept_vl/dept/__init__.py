@@ -2,6 +2,7 @@
 
 from dept_vl.dept.budget import budget
 from dept_vl.dept.config import DePTConfig
-from dept_vl.dept.model import DePTModel, read_adapter
+from dept_vl.dept.model import DePTModel
+from dept_vl.dept.official import convert_official, from_official
 
-__all__ = ["DePTConfig", "DePTModel", "budget", "read_adapter"]
+__all__ = ["DePTConfig", "DePTModel", "budget", "convert_official", "from_official"]

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
 from typing import Any
 
 INIT_CHOICES = ("text", "vocab", "random")
@@ -81,6 +79,3 @@ class DePTConfig:
         if unknown:
             raise ValueError(f"unknown DePTConfig keys {unknown}; known keys: {sorted(known)}")
         return cls(**data)
-
-    def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import difflib
-import json
 import math
 from pathlib import Path
 from typing import Any, Iterable
@@ -11,27 +10,10 @@ from typing import Any, Iterable
 import torch
 from torch import nn
 
+from dept_vl.adapter import Adapter, base_model_facts, check_base_model, read_adapter, write_adapter
 from dept_vl.dept.config import DePTConfig
-from dept_vl.io import save_tensors_atomic, write_json_atomic
 
-ADAPTER_FILE = "adapter.safetensors"
-CONFIG_FILE = "dept_config.json"
-FORMAT_NAME = "dept-vl-adapter"
-FORMAT_VERSION = 1
 PARTS = ("prompt", "lowrank", "modules")
-
-
-def base_model_facts(base_model: nn.Module) -> dict[str, Any]:
-    """Shape facts of a base model, stored with an adapter so that a wrong base is caught at load."""
-    weight = base_model.get_input_embeddings().weight
-    config = getattr(base_model, "config", None)
-    name = getattr(config, "_name_or_path", None) or getattr(config, "name_or_path", None) or ""
-    return {
-        "name_or_path": str(name),
-        "model_type": str(getattr(config, "model_type", type(base_model).__name__)),
-        "d_model": int(weight.shape[1]),
-        "vocab_size": int(weight.shape[0]),
-    }
 
 
 def initial_lowrank(config: DePTConfig, d_model: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -207,7 +189,7 @@ class DePTModel(nn.Module):
         for name in ("prompt", "lowrank_A", "lowrank_B"):
             tensor = getattr(self, name)
             if tensor is not None:
-                state[name] = tensor if keep_vars else tensor.detach()
+                state[self.prompt_key if name == "prompt" else name] = tensor if keep_vars else tensor.detach()
         for module_name, module in self.trainable_modules.items():
             for key, tensor in module.state_dict(keep_vars=keep_vars).items():
                 state[f"modules.{module_name}.{key}"] = tensor
@@ -225,7 +207,7 @@ class DePTModel(nn.Module):
         own = self.adapter_state_dict(keep_vars=True)
         loaded: list[str] = []
         for name, value in state.items():
-            part = "prompt" if name == "prompt" else "lowrank" if name.startswith("lowrank_") else "modules"
+            part = "prompt" if name == self.prompt_key else "lowrank" if name.startswith("lowrank_") else "modules"
             if part not in parts:
                 continue
             if name not in own:
@@ -237,61 +219,29 @@ class DePTModel(nn.Module):
             loaded.append(name)
         return loaded
 
+    method = "dept"  # the name recorded in saved adapters
+    prompt_key = "prompt"  # the prompt's name in adapter files
+
     def save_pretrained(self, directory: str | Path) -> Path:
-        """Write ``dept_config.json`` and ``adapter.safetensors`` (atomically) into ``directory``."""
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        save_tensors_atomic(directory / ADAPTER_FILE, self.adapter_state_dict(), metadata={"format": FORMAT_NAME})
-        write_json_atomic(directory / CONFIG_FILE, {
-            "format": FORMAT_NAME,
-            "format_version": FORMAT_VERSION,
-            "dept": self.dept_config.to_dict(),
-            "base_model": base_model_facts(self.base_model),
-        })
-        return directory
+        """Write the adapter folder (``adapter_config.json`` + ``adapter_model.safetensors``, atomically)."""
+        return write_adapter(directory, method=self.method, settings=self.dept_config.to_dict(),
+                             tensors=self.adapter_state_dict(), base_model=base_model_facts(self.base_model))
 
     @classmethod
-    def from_pretrained(cls, base_model: nn.Module, directory: str | Path, is_trainable: bool = False) -> "DePTModel":
-        """Load an adapter written by :meth:`save_pretrained` onto ``base_model``."""
-        meta, state = read_adapter(directory)
-        check_base_model(meta.get("base_model", {}), base_model, directory)
-        model = cls(base_model, DePTConfig.from_dict(meta["dept"]), initialize=False)
-        model.load_adapter_state(state)
+    def from_adapter(cls, base_model: nn.Module, adapter: Adapter, is_trainable: bool = False) -> "DePTModel":
+        """Build the model of an :class:`dept_vl.adapter.Adapter` already read from disk onto ``base_model``."""
+        if adapter.method != cls.method:
+            raise ValueError(f"adapter {adapter.path} was trained with method {adapter.method!r}, not {cls.method!r}; "
+                             f"load it with dept_vl.methods.load_adapter_model(base, path)")
+        check_base_model(adapter.base_model, base_model, adapter.path)
+        model = cls(base_model, DePTConfig.from_dict(adapter.settings), initialize=False)
+        model.load_adapter_state(adapter.tensors)
         model.set_trainable(is_trainable)
         if not is_trainable:
             model.eval()
         return model
 
     @classmethod
-    def from_official(cls, base_model: nn.Module, directory: str | Path) -> "DePTModel":
-        """Import a checkpoint released with the DePT paper (``adapter_config.json`` + ``adapter_model.bin``)."""
-        from dept_vl.dept.official import from_official
-
-        return from_official(cls, base_model, directory)
-
-
-def read_adapter(directory: str | Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    """Read (metadata, tensors) of a saved adapter, with clear errors for missing or foreign files."""
-    from safetensors.torch import load_file
-
-    directory = Path(directory)
-    config_path, adapter_path = directory / CONFIG_FILE, directory / ADAPTER_FILE
-    if not config_path.is_file() or not adapter_path.is_file():
-        hint = " (a checkpoint released with the paper? use DePTModel.from_official or `dept-vl import-official`)" if (directory / "adapter_model.bin").exists() else ""
-        raise FileNotFoundError(f"{directory} is not a dept-vl adapter: expected {CONFIG_FILE} and {ADAPTER_FILE}{hint}")
-    meta = json.loads(config_path.read_text())
-    if meta.get("format") != FORMAT_NAME:
-        raise ValueError(f"{config_path} has format {meta.get('format')!r}, expected {FORMAT_NAME!r}")
-    return meta, load_file(str(adapter_path))
-
-
-def check_base_model(facts: dict[str, Any], base_model: nn.Module, source: Any) -> None:
-    """Raise if ``base_model`` differs in shape from the one an adapter was trained on."""
-    actual = base_model_facts(base_model)
-    for key in ("d_model", "vocab_size"):
-        if key in facts and int(facts[key]) != actual[key]:
-            raise ValueError(
-                f"adapter {source} was trained on a base model with {key}={facts[key]} "
-                f"({facts.get('name_or_path') or 'unnamed'}), but this base model has {key}={actual[key]} "
-                f"({actual['name_or_path'] or 'unnamed'}); load it onto the base model it was trained with"
-            )
+    def from_pretrained(cls, base_model: nn.Module, directory: str | Path, is_trainable: bool = False) -> "DePTModel":
+        """Load an adapter written by :meth:`save_pretrained` onto ``base_model``."""
+        return cls.from_adapter(base_model, read_adapter(directory), is_trainable)

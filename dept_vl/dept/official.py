@@ -1,4 +1,5 @@
-"""Import of the checkpoints released with the DePT paper (an old peft fork's PROMPT_TUNING_LORA format)."""
+"""The checkpoints released with the DePT paper (an old peft fork's PROMPT_TUNING_LORA format): load onto a
+base model, or convert to a dept-vl adapter folder without one."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from dept_vl.adapter import write_adapter
 from dept_vl.dept.config import DePTConfig
+from dept_vl.dept.model import DePTModel, initial_lowrank
 
 OFFICIAL_CONFIG = "adapter_config.json"
 OFFICIAL_WEIGHTS = "adapter_model.bin"
@@ -26,9 +29,11 @@ TENSOR_NAMES = {
 def read_official(directory: str | Path) -> tuple[DePTConfig, dict[str, torch.Tensor], dict[str, Any]]:
     """Read a released checkpoint: (our config, our-named tensors, their raw config).
 
-    The ``.bin`` is a foreign pickle, so it is loaded with ``weights_only=True`` (tensors only, no code).
+    The ``.bin`` is a foreign pickle, so it is loaded with ``weights_only=True`` (tensors only, no code). A
+    checkpoint holding only ``prompt_embeddings`` gets A and B at their initialisation (B = 0, so A @ B = 0)
+    and a warning: it acts as prompt tuning until it is trained.
     """
-    directory = Path(directory)
+    directory = Path(directory).expanduser()
     config_path, weights_path = directory / OFFICIAL_CONFIG, directory / OFFICIAL_WEIGHTS
     for path in (config_path, weights_path):
         if not path.is_file():
@@ -51,15 +56,17 @@ def read_official(directory: str | Path) -> tuple[DePTConfig, dict[str, torch.Te
     tensors = {TENSOR_NAMES[k]: v.float() for k, v in state.items() if k in TENSOR_NAMES}
     if "prompt" not in tensors:
         raise ValueError(f"{weights_path} holds no prompt_embeddings (keys: {sorted(state)}); is it a DePT checkpoint?")
+    if config.rank > 0 and ("lowrank_A" not in tensors or "lowrank_B" not in tensors):
+        warnings.warn(f"{directory} holds prompt_embeddings only: A and B keep their initialisation (B = 0, so A @ B = 0); "
+                      "the imported adapter acts as prompt tuning until it is trained", stacklevel=2)
+        d_model = int(raw.get("token_dim", tensors["prompt"].shape[1]))
+        a, b = initial_lowrank(config, d_model, torch.Generator().manual_seed(config.seed))
+        tensors = {"prompt": tensors["prompt"], "lowrank_A": a, "lowrank_B": b}
     return config, tensors, raw
 
 
-def from_official(cls: type, base_model: nn.Module, directory: str | Path):
-    """Build ``cls`` (DePTModel) on ``base_model`` from a released checkpoint.
-
-    A checkpoint holding only ``prompt_embeddings`` imports with A and B at their initialisation (B = 0, so
-    the offset is zero) and a warning.
-    """
+def from_official(base_model: nn.Module, directory: str | Path) -> DePTModel:
+    """A :class:`DePTModel` on ``base_model`` from a released checkpoint folder."""
     config, tensors, raw = read_official(directory)
     d_model = int(base_model.get_input_embeddings().weight.shape[1])
     token_dim = int(raw.get("token_dim", tensors["prompt"].shape[1]))
@@ -68,14 +75,22 @@ def from_official(cls: type, base_model: nn.Module, directory: str | Path):
             f"checkpoint {directory} was trained on a base with d_model={token_dim} "
             f"({raw.get('base_model_name_or_path', 'unknown')}), but this base model has d_model={d_model}"
         )
-    model = cls(base_model, config, initialize=False)
-    if config.rank > 0 and ("lowrank_A" not in tensors or "lowrank_B" not in tensors):
-        warnings.warn(
-            f"{directory} holds prompt_embeddings only: A and B keep their initialisation (B = 0, so A @ B = 0); "
-            "the imported adapter acts as prompt tuning until it is trained",
-            stacklevel=2,
-        )
-        tensors = {"prompt": tensors["prompt"]}
+    model = DePTModel(base_model, config, initialize=False)
     model.load_adapter_state(tensors)
     model.base_model_name = raw.get("base_model_name_or_path")
     return model
+
+
+def convert_official(directory: str | Path, out: str | Path) -> Path:
+    """Write a dept-vl adapter folder from a released checkpoint folder, without the base model.
+
+    The shape facts come from the checkpoint (``token_dim``); the vocabulary size is not recorded, so it is
+    not checked at load.
+    """
+    config, tensors, raw = read_official(directory)
+    name = str(raw.get("base_model_name_or_path", ""))
+    facts = {"name_or_path": name, "model_type": "t5" if "t5" in name.lower() else "unknown",
+             "text_model_type": "t5" if "t5" in name.lower() else "unknown",
+             "d_model": int(raw.get("token_dim", tensors["prompt"].shape[1]))}
+    return write_adapter(out, method="dept", settings=config.to_dict(), tensors=tensors, base_model=facts,
+                         extra={"imported_from": {"peft_type": raw.get("peft_type"), "task_type": raw.get("task_type")}})

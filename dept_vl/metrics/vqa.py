@@ -1,17 +1,32 @@
-"""VQA accuracy with the official VQA v2 evaluator's semantics (re-implemented, no extra package).
+"""VQA accuracy: the official VQA v2 evaluator by default, VL-T5's variant on request.
 
-The official evaluator (``vqaEval.py`` of the VQA API) scores one question as the mean, over the
-10 leave-one-out subsets of the human answers, of ``min(1, matches / 3)``. It normalises answers
-with ``processPunctuation`` and ``processDigitArticle`` (punctuation, number words to digits,
-articles a/an/the dropped, contractions like ``dont`` -> ``don't``), and, as the official code does,
-only when the human answers are not unanimous; the final comparison is case-insensitive.
+Sources (both read for this port):
+
+- ``"official"``: GT-Vision-Lab/VQA, PythonEvaluationTools/vqaEvaluation/vqaEval.py,
+  ``VQAEval.evaluate``. Answers and prediction lose newlines/tabs (to spaces) and outer whitespace;
+  only when the human answers are not all identical are they and the prediction normalised
+  (``processPunctuation`` then ``processDigitArticle``); the comparison is exact (so with unanimous
+  answers it is case-sensitive). Score: the mean over the leave-one-out subsets of the answers of
+  ``min(1, matches / 3)``.
+- ``"vl-t5"``: j-min/VL-T5, VL-T5/src/vqa_data.py, ``VQAEvaluator.evaluate_raw`` (copied unchanged
+  by ylsung/VL_adapter, VL-T5/src/vqa_data.py): the prediction is always cleaned and normalised
+  (punctuation, digits, articles); the answers are not cleaned, and only get ``processPunctuation``
+  when they are not all identical; exact comparison.
+- ``"caseless"``: this package's rule before ``rules=`` existed: the official logic with a
+  lowercased final comparison.
+
+Like the official code under Python 2, ``\\d`` in the period and comma patterns means ASCII digits,
+and ``periodStrip.sub`` removes at most 32 periods (the official code passes ``re.UNICODE``, 32, as
+``sub``'s count).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
-# Data tables as in the official evaluator.
+VQA_RULES = ("official", "vl-t5", "caseless")
+# Data tables as in the official evaluator (identical in VL-T5's copy).
 _CONTRACTIONS = {
     "aint": "ain't", "arent": "aren't", "cant": "can't", "couldve": "could've", "couldnt": "couldn't",
     "couldn'tve": "couldn't've", "couldnt've": "couldn't've", "didnt": "didn't", "doesnt": "doesn't",
@@ -52,8 +67,8 @@ _ARTICLES = {"a", "an", "the"}
 _PUNCT = [";", "/", "[", "]", '"', "{", "}", "(", ")", "=", "+", "\\", "_", "-", ">", "<", "@", "`",
           ",", "?", "!"]
 # The official pattern (its "(?!<=\d)" is a lookahead, so: a period not followed by a digit).
-_PERIOD_STRIP = re.compile(r"(?!<=\d)(\.)(?!\d)")
-_COMMA_STRIP = re.compile(r"(\d)(,)(\d)")
+_PERIOD_STRIP = re.compile(r"(?!<=\d)(\.)(?!\d)", re.ASCII)
+_COMMA_STRIP = re.compile(r"(\d)(,)(\d)", re.ASCII)
 # The official code passes re.UNICODE (32) as sub()'s *count* argument: at most 32 periods go.
 _OFFICIAL_PERIOD_COUNT = 32
 
@@ -86,24 +101,39 @@ def normalize_vqa_answer(text: str) -> str:
     return _process_digit_article(_process_punctuation(_clean(text)))
 
 
-def vqa_accuracy(prediction: str, answers: list[str]) -> float:
+def vqa_accuracy(prediction: str, answers: Sequence[str], *, rules: str = "official") -> float:
     """VQA accuracy of one prediction against the human answers of one question, in 0..1.
 
-    Mean over the leave-one-out subsets of ``answers`` of ``min(1, matches / 3)``, after the
-    official normalisation (applied, as in the official evaluator, only when the answers differ).
+    The mean over the leave-one-out subsets of ``answers`` (each answer left out once, as the
+    official code does with its distinct answer records) of ``min(1, matches / 3)``.
+
+    Args:
+        prediction: the generated answer.
+        answers: the human answers (10 in VQA v2; any number >= 1).
+        rules: ``"official"`` (vqaEval.py), ``"vl-t5"`` (VL-T5 / VL-Adapter's evaluator) or
+            ``"caseless"`` (official with a case-insensitive comparison); see the module docstring.
 
     Raises:
-        ValueError: when ``answers`` is empty.
+        ValueError: when ``answers`` is empty or ``rules`` is unknown.
     """
+    if rules not in VQA_RULES:
+        raise ValueError(f"rules={rules!r} is not one of {', '.join(map(repr, VQA_RULES))}")
     if not answers:
         raise ValueError("vqa_accuracy needs at least one human answer; got an empty list")
-    gts = [_clean(a) for a in answers]
     pred = _clean(prediction)
-    if len(set(gts)) > 1:
-        gts = [normalize_vqa_answer(a) for a in gts]
-        pred = normalize_vqa_answer(pred)
-    pred = pred.lower()
-    matches = [g.lower() == pred for g in gts]
+    if rules == "vl-t5":
+        pred = _process_digit_article(_process_punctuation(pred))
+        gts = list(answers)
+        if len(set(gts)) > 1:
+            gts = [_process_punctuation(a) for a in gts]
+    else:
+        gts = [_clean(a) for a in answers]
+        if len(set(gts)) > 1:
+            gts = [normalize_vqa_answer(a) for a in gts]
+            pred = normalize_vqa_answer(pred)
+        if rules == "caseless":
+            pred, gts = pred.lower(), [g.lower() for g in gts]
+    matches = [g == pred for g in gts]
     total = sum(matches)
     # Leaving out answer i removes one match when answer i itself matched.
     scores = [min(1.0, (total - int(m)) / 3.0) for m in matches]

@@ -10,8 +10,7 @@ from typing import Any
 import torch
 
 from dept_vl.io import atomic_path, write_json_atomic
-from dept_vl.models.presets import WORD_LEVEL, VLModelSpec, build_text_model
-from dept_vl.models.vision import create_image_encoder
+from dept_vl.models.presets import WORD_LEVEL, VLModelSpec, build_from_spec, build_tokenizer
 from dept_vl.models.vl import VLEncoderDecoder
 
 WEIGHTS_FILE = "backbone.safetensors"
@@ -80,17 +79,9 @@ def load_backbone(directory: str | Path, device: str | torch.device | None = Non
         from transformers import AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(str(directory / TOKENIZER_DIR))
-    elif spec.tokenizer == WORD_LEVEL:
-        from dept_vl.models.tokenizer import word_level_tokenizer
-
-        tokenizer = word_level_tokenizer(spec.vocabulary or [])
-    text_model = build_text_model(spec, tokenizer)
-    image_encoder = create_image_encoder(spec.image_encoder, False, **spec.image_encoder_kwargs)
-    model = VLEncoderDecoder(
-        text_model, image_encoder, projection=spec.projection, keep_prefix_tokens=spec.keep_prefix_tokens,
-        pool_size=spec.pool_size, freeze_image_encoder=spec.freeze_image_encoder, tokenizer=tokenizer,
-        name_or_path=spec.name, spec=spec,
-    )
+    elif spec.tokenizer == WORD_LEVEL:  # an older backbone without its tokenizer folder: rebuild it from the words
+        tokenizer = build_tokenizer(spec)
+    model = build_from_spec(dataclasses.replace(spec, image_pretrained=False), tokenizer=tokenizer)
     missing, unexpected = load_model(model, str(directory / WEIGHTS_FILE), strict=False)
     if missing or unexpected:
         raise ValueError(

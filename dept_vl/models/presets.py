@@ -1,16 +1,23 @@
-"""The one registry of model presets: ``build_vl_model("tiny")``, ``list_presets()``, ``register_preset``."""
+"""The one registry of model presets: ``build_vl_model("tiny")``, ``list_presets()``, ``register_preset``.
+
+The word-level presets (``tiny``, ``tiny-bart``, ``t5-base-random``) name their words by a vocabulary name,
+``"shapes"``, and a layer above registers the words under that name with :func:`register_vocabulary`
+(``import dept_vl.tasks`` registers the synthetic world's); this package never imports the data.
+"""
 
 from __future__ import annotations
 
 import copy
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from dept_vl.models.vl import VLEncoderDecoder
 
 WORD_LEVEL = "word-level"
 NO_TOKENIZER = "none"
+SHAPES_VOCABULARY = "shapes"  # the synthetic world's words, registered by dept_vl.tasks
+_BUILD = object()  # build_from_spec's default: build the spec's own tokenizer
 
 
 @dataclass
@@ -32,7 +39,7 @@ class VLModelSpec:
     projection: str = field(default="linear", metadata={"help": "'linear' (Linear + LayerNorm) or 'mlp'"})
     freeze_image_encoder: bool = field(default=True, metadata={"help": "frozen and in eval mode"})
     tokenizer: str | None = field(default=None, metadata={"help": "'word-level', a hub name/path, 'none', or None (= text_model's)"})
-    vocabulary: list[str] | None = field(default=None, metadata={"help": "words of the word-level tokenizer (None: the synthetic world's)"})
+    vocabulary: list[str] | str | None = field(default=None, metadata={"help": "words of the word-level tokenizer, or the name of a registered vocabulary"})
 
     def __post_init__(self) -> None:
         if not self.text_model and not self.text_config:
@@ -57,6 +64,43 @@ class VLModelSpec:
 
 
 _PRESETS: dict[str, Callable[[], VLModelSpec]] = {}
+_VOCABULARIES: dict[str, Sequence[str] | Callable[[], Sequence[str]]] = {}
+
+
+def register_vocabulary(name: str, words: Sequence[str] | Callable[[], Sequence[str]], *, overwrite: bool = False) -> None:
+    """Name a word list for word-level tokenizers (``vocabulary=name`` in a spec): a list or a function returning one.
+
+    Registering the same function again is a no-op (a module reload); another one needs ``overwrite=True``.
+    """
+    if name in _VOCABULARIES and not overwrite and _VOCABULARIES[name] != words:
+        raise ValueError(f"vocabulary {name!r} is already registered; pass overwrite=True to replace it")
+    _VOCABULARIES[name] = words
+
+
+def list_vocabularies() -> list[str]:
+    """Names of every registered vocabulary, sorted."""
+    return sorted(_VOCABULARIES)
+
+
+def resolve_vocabulary(spec: VLModelSpec) -> list[str]:
+    """The words of a word-level spec: its list, or the registered vocabulary it names.
+
+    Raises:
+        ValueError: no vocabulary, or the name of one nobody registered.
+    """
+    if isinstance(spec.vocabulary, str):
+        if spec.vocabulary not in _VOCABULARIES:
+            hint = " (import dept_vl.tasks: it registers the synthetic world's words)" if spec.vocabulary == SHAPES_VOCABULARY else ""
+            known = ", ".join(list_vocabularies()) or "none"
+            raise ValueError(f"model spec {spec.name!r} names vocabulary {spec.vocabulary!r}, which is not registered"
+                             f"{hint}; registered: {known}. Pass vocabulary=[...] words instead, or register it with "
+                             f"dept_vl.models.presets.register_vocabulary")
+        words = _VOCABULARIES[spec.vocabulary]
+        return list(words() if callable(words) else words)
+    if spec.vocabulary is None:
+        raise ValueError(f"model spec {spec.name!r} has a word-level tokenizer but no vocabulary; pass vocabulary=[...] "
+                         f"(its words) or the name of a registered vocabulary ({', '.join(list_vocabularies()) or 'none yet'})")
+    return list(spec.vocabulary)
 
 
 def register_preset(name: str, spec: VLModelSpec | Callable[[], VLModelSpec], *, overwrite: bool = False) -> None:
@@ -129,17 +173,7 @@ def build_tokenizer(spec: VLModelSpec) -> Any:
     if name == WORD_LEVEL:
         from dept_vl.models.tokenizer import word_level_tokenizer
 
-        words = spec.vocabulary
-        if words is None:
-            try:  # the synthetic world's words, imported only when needed
-                from dept_vl.data.shapes import vocabulary
-            except ImportError as err:
-                raise ImportError(
-                    f"preset {spec.name!r} takes its words from dept_vl.data.shapes.vocabulary(), which failed to "
-                    f"import ({err}); pass vocabulary=[...] to build_vl_model"
-                ) from err
-            words = list(vocabulary())
-        return word_level_tokenizer(words)
+        return word_level_tokenizer(resolve_vocabulary(spec))
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(name)
@@ -160,15 +194,22 @@ def build_text_model(spec: VLModelSpec, tokenizer: Any) -> Any:
     return AutoModelForSeq2SeqLM.from_config(config)
 
 
-def build_from_spec(spec: VLModelSpec) -> VLEncoderDecoder:
-    """Instantiate a spec (downloads only what it names on the hub)."""
+def build_from_spec(spec: VLModelSpec, tokenizer: Any = _BUILD) -> VLEncoderDecoder:
+    """Instantiate a spec (downloads only what it names on the hub), with random weights unless it names pretrained ones.
+
+    Args:
+        spec: what to build.
+        tokenizer: the tokenizer to use (e.g. the one saved with a backbone; None for none); by default the spec's
+            own (:func:`build_tokenizer`).
+    """
     from dept_vl.models.vision import create_image_encoder
 
-    tokenizer = build_tokenizer(spec)
-    if spec.tokenizer == WORD_LEVEL and spec.vocabulary is None and tokenizer is not None:
+    if tokenizer is _BUILD:
+        tokenizer = build_tokenizer(spec)
+    if spec.tokenizer == WORD_LEVEL and (spec.vocabulary is None or isinstance(spec.vocabulary, str)) and tokenizer is not None:
         from dept_vl.models.tokenizer import tokenizer_vocabulary
 
-        spec = dataclasses.replace(spec, vocabulary=tokenizer_vocabulary(tokenizer))  # saved with the backbone
+        spec = dataclasses.replace(spec, vocabulary=tokenizer_vocabulary(tokenizer))  # the words, saved with the backbone
     text_model = build_text_model(spec, tokenizer)
     image_encoder = create_image_encoder(spec.image_encoder, spec.image_pretrained, **spec.image_encoder_kwargs)
     return VLEncoderDecoder(
@@ -196,7 +237,7 @@ def _tiny() -> VLModelSpec:
     text = dict(model_type="t5", d_model=64, d_ff=128, num_layers=2, num_decoder_layers=2, num_heads=4, d_kv=16,
                 pad_token_id=0, eos_token_id=1, decoder_start_token_id=0)
     return VLModelSpec(text_config=text, image_encoder="vit_tiny_patch16_224", image_encoder_kwargs=dict(TINY_VIT),
-                       image_pretrained=False, tokenizer=WORD_LEVEL)
+                       image_pretrained=False, tokenizer=WORD_LEVEL, vocabulary=SHAPES_VOCABULARY)
 
 
 def _tiny_bart() -> VLModelSpec:
@@ -206,7 +247,7 @@ def _tiny_bart() -> VLModelSpec:
                 pad_token_id=0, eos_token_id=1, bos_token_id=1, decoder_start_token_id=1, forced_eos_token_id=None,
                 forced_bos_token_id=None)
     return VLModelSpec(text_config=text, image_encoder="vit_tiny_patch16_224", image_encoder_kwargs=dict(TINY_VIT),
-                       image_pretrained=False, tokenizer=WORD_LEVEL)
+                       image_pretrained=False, tokenizer=WORD_LEVEL, vocabulary=SHAPES_VOCABULARY)
 
 
 def _t5_base_random() -> VLModelSpec:
@@ -217,7 +258,7 @@ def _t5_base_random() -> VLModelSpec:
                 pad_token_id=0, eos_token_id=1, decoder_start_token_id=0)
     vit = dict(TINY_VIT, embed_dim=384, depth=12, num_heads=6)
     return VLModelSpec(text_config=text, image_encoder="vit_small_patch16_224", image_encoder_kwargs=vit,
-                       image_pretrained=False, tokenizer=WORD_LEVEL)
+                       image_pretrained=False, tokenizer=WORD_LEVEL, vocabulary=SHAPES_VOCABULARY)
 
 
 # Hub-backed presets (need a network the first time): the grid is pooled to 7 x 7 = 49 visual tokens.

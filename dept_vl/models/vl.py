@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -58,7 +57,7 @@ class VLEncoderDecoder(nn.Module):
         freeze_image_encoder: freeze the image encoder and keep it in eval mode (the default).
         tokenizer: the text tokenizer, exposed as ``model.tokenizer``.
         name_or_path: the preset or checkpoint name, exposed as ``model.config.name_or_path``.
-        spec: the preset spec the model was built from (needed by :meth:`save_backbone`).
+        spec: the preset spec the model was built from (what :func:`dept_vl.models.backbone.save_backbone` saves).
     """
 
     def __init__(
@@ -304,18 +303,3 @@ class VLEncoderDecoder(nn.Module):
         embeds, mask = self.build_encoder_inputs(input_ids, attention_mask, inputs_embeds, pixel_values, image_features, image_mask)
         encoder_outputs = self.encode(embeds, mask)
         return self.text_model.generate(encoder_outputs=encoder_outputs, attention_mask=mask, **generation_kwargs)
-
-    # --------------------------------------------------------------- backbone
-    def save_backbone(self, directory: str | Path, extra: dict[str, Any] | None = None) -> Path:
-        """Write every weight (``backbone.safetensors``), the spec (``backbone.json``, plus ``extra``) and the tokenizer."""
-        from dept_vl.models.backbone import save_backbone
-
-        return save_backbone(self, directory, extra=extra)
-
-    @classmethod
-    def from_backbone(cls, directory: str | Path, device: str | torch.device | None = None) -> "VLEncoderDecoder":
-        """Rebuild a model written by :meth:`save_backbone` (offline: no hub download)."""
-        from dept_vl.models.backbone import load_backbone
-
-        return load_backbone(directory, device=device)
-

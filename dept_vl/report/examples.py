@@ -39,7 +39,7 @@ def list_runs(run_dir: str | Path) -> list[dict[str, Any]]:
 
 def run_tasks(run_dir: str | Path, kinds: tuple[str, ...] | None = None) -> list[str]:
     """Tasks with predictions in ``run_dir``, optionally only those of the given kinds (``vqa``, ``caption``...)."""
-    from dept_vl.data.registry import get_task
+    from dept_vl.tasks import get_task
 
     tasks = sorted({r["task"] for r in list_runs(run_dir)})
     return [t for t in tasks if kinds is None or get_task(t).kind in kinds]
@@ -85,7 +85,7 @@ def attach_examples(run_dir: str | Path, run: dict[str, Any]) -> list[dict[str, 
     ``question`` is the input without the shifted format's conflicting header (kept in ``header``);
     ``correct`` is None for captions (scored per corpus, not per example).
     """
-    from dept_vl.data.registry import get_task
+    from dept_vl.tasks import get_task
     from dept_vl.metrics.vqa import normalize_vqa_answer
 
     task = get_task(run["task"])
@@ -113,28 +113,12 @@ def attach_examples(run_dir: str | Path, run: dict[str, Any]) -> list[dict[str, 
 
 # ------------------------------------------------------------------ breakdowns
 def question_type(item: dict[str, Any]) -> str:
-    """The question type of an item: the task's own field when it has one (VQA v2's ``question_type``), else
-    read off the synthetic world's question (``how many <colour|size|shape|all> objects``, the relation of
-    ``what is <left of|...> the ...``), else the question's first two words (VQA v2's convention)."""
-    from dept_vl.data.shapes.scene import COLORS, SIZES
-
+    """The question type of an item: its example's ``meta["question_type"]`` when it has one (VQA v2's field; the
+    synthetic world's visual questions carry one too), else the question's first two words (VQA v2's convention)."""
     example = item.get("example")
     if example is not None and example.meta.get("question_type"):
         return str(example.meta["question_type"])
     text = item["question"].removeprefix("question:").strip().rstrip("?").strip()
-    count = re.match(r"how many (.+) are there$", text)
-    if count:
-        words = count[1].split()
-        if words == ["objects"]:
-            return "how many: all"
-        if words[-1] == "objects" and words[0] in COLORS:
-            return "how many: colour"
-        if words[-1] == "objects" and words[0] in SIZES:
-            return "how many: size"
-        return "how many: shape"
-    spatial = re.match(r"what is (left of|right of|above|below) the ", text)
-    if spatial:
-        return f"what is {spatial[1]}"
     return " ".join(text.split()[:2])
 
 
@@ -149,7 +133,7 @@ def breakdown(task: str, items: list[dict[str, Any]], by: str | Callable[[dict[s
     """The task's headline metric per group of items, sorted by group, then ``(all)`` over every item; items
     without an example are left out. ``by``: a name of :data:`BREAKDOWNS` (the rows' group column is named after
     it) or a function of an item (the column is ``group``)."""
-    from dept_vl.data.registry import get_task
+    from dept_vl.tasks import get_task
 
     spec = get_task(task)
     key = BREAKDOWNS[by] if isinstance(by, str) else by

@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from dept_vl.adapter import read_adapter
 from dept_vl.io import write_text_atomic
 
 LATEST = "latest"
@@ -70,11 +71,8 @@ def latest_checkpoint(root: str | Path) -> Path | None:
 def load_checkpoint(path: str | Path, model: Any, optimizer: Any, scheduler: Any, rank: int = 0) -> dict[str, Any]:
     """Restore everything :func:`save_checkpoint` wrote (process ``rank`` takes its own RNG state; with more
     processes than saved states, ``rank`` modulo their number); returns the saved loop state (with ``step``)."""
-    from dept_vl.dept.model import read_adapter
-
     path = Path(path)
-    _, tensors = read_adapter(path / "adapter")
-    model.load_adapter_state(tensors, parts=("prompt", "lowrank", "modules"))
+    model.load_adapter_state(read_adapter(path / "adapter").tensors, parts=("prompt", "lowrank", "modules"))
     optimizer.load_state_dict(torch.load(path / "optimizer.pt", map_location="cpu", weights_only=True))
     scheduler.load_state_dict(torch.load(path / "scheduler.pt", map_location="cpu", weights_only=True))
     saved = torch.load(path / "rng.pt", map_location="cpu", weights_only=True)

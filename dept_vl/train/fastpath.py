@@ -1,16 +1,17 @@
 """The fast training path: a frozen base in bf16, compiled loss over a few length buckets, fused AdamW, no host syncs.
 
-The training loop calls these helpers in this order (see ``benchmarks/README.md`` for the measured effect)::
+The training loop (``dept_vl.train.loop``) runs exactly these helpers, and the benchmark's default rows time them::
 
-    model = prepare_fast_model(dept_model.cuda(), torch.bfloat16)        # base -> bf16, DePT params stay fp32
-    loss_fn = compile_loss(model, enabled=cfg.compile)                   # torch.compile(mode="reduce-overhead")
+    set_attention(model, resolve_attention("auto", model, device))       # T5 on GPU: the fused biased kernel
     optimizer = make_optimizer(model.param_groups())                     # fused AdamW on CUDA
-    meter = LossMeter()
-    for batch in loader:                                                 # batches padded to the batch's longest row
-        batch = pad_to_bucket(batch, buckets=64, max_length=cfg.max_length)
-        meter.add(train_step(loss_fn, optimizer, batch, scheduler))      # no .item(): nothing waits for the GPU
-        if step % log_every == 0:
-            log(meter.pop_mean())                                        # the one sync, at logging time
+    loss_fn = compile_loss(model, enabled=use_compile(cfg, device, 1))   # torch.compile(mode="reduce-overhead")
+    for batch in batches:                                                # padded to the batch's longest row
+        batch = prepare_batch(batch, device, bucket=64 if compiled else None, max_length=s)
+        losses = train_step(loss_fn, optimizer, [batch], scheduler, cfg.max_grad_norm, accelerator=accelerator)
+        # no .item(): nothing waits for the GPU; the loop reads the losses only when it logs
+
+The frozen base runs in bf16 on a GPU (``model.dtype=auto``; :func:`prepare_fast_model` casts an existing
+model the same way) while the adapter's own parameters stay float32.
 
 Everything here keeps the training numerics of eager bf16 (same function, same dropout distribution);
 ``attention="biased_sdpa"`` changes only the attention kernel, and ``attention_dropout=False`` (which
@@ -20,6 +21,7 @@ does change training) is an explicit opt-in.
 from __future__ import annotations
 
 import math
+from contextlib import nullcontext
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import torch
@@ -354,24 +356,69 @@ def make_optimizer(
     return torch.optim.AdamW(groups, lr=lr, betas=betas, eps=eps, fused=fused)
 
 
+COMPILE_AUTO_MIN_STEPS = 1000  # compiling costs minutes up front: worth it only for long runs
+
+
+def use_compile(cfg: Any, device: torch.device, num_processes: int) -> bool:
+    """``train.compile``: ``on``, ``off``, or ``auto`` = on for single-GPU runs of at least 1,000 steps."""
+    if cfg.compile not in ("auto", "on", "off"):
+        raise ValueError(f"train.compile={cfg.compile!r}; choose auto, on or off")
+    if cfg.compile == "auto":
+        return device.type == "cuda" and num_processes == 1 and cfg.max_steps >= COMPILE_AUTO_MIN_STEPS
+    return cfg.compile == "on"
+
+
+def prepare_batch(batch: Mapping[str, torch.Tensor], device: torch.device, bucket: int | None = None,
+                  max_length: int | None = None) -> dict[str, torch.Tensor]:
+    """Move a batch to ``device`` (non-blocking); with ``bucket``, pad its width as :func:`pad_to_bucket` does."""
+    out = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+    return pad_to_bucket(out, bucket, max_length=max_length) if bucket else out
+
+
 def train_step(
     loss_fn: Callable[..., torch.Tensor],
     optimizer: torch.optim.Optimizer,
-    batch: Mapping[str, Any],
+    batches: Mapping[str, Any] | Sequence[Mapping[str, Any]],
     scheduler: Any = None,
     max_grad_norm: float | None = None,
+    *,
+    accelerator: Any = None,
+    model: nn.Module | None = None,
+    reduce_gradients: Callable[[list[nn.Parameter]], None] | None = None,
 ) -> torch.Tensor:
-    """Forward, backward, (clip,) optimizer step, zero grads; returns the detached loss without waiting for it."""
-    loss = loss_fn(**batch)
-    loss.backward()
-    if max_grad_norm is not None:
-        params = [p for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
-        torch.nn.utils.clip_grad_norm_(params, max_grad_norm, foreach=True)
+    """One optimizer step over one batch or a list of micro-batches; returns the detached loss (a list: one per micro-batch).
+
+    Each micro-batch's loss is divided by their number before its backward pass (the gradients are the mean
+    over micro-batches); then ``reduce_gradients`` (several processes averaging by hand), clipping to
+    ``max_grad_norm`` (0 or None: off), the optimizer and scheduler steps, and zeroed gradients. With an
+    ``accelerator``, its ``backward`` (loss scaling), ``no_sync(model)`` (no DDP all-reduce before the last
+    micro-batch) and ``clip_grad_norm_`` are used. Nothing here waits for the GPU.
+    """
+    micro = [batches] if isinstance(batches, Mapping) else list(batches)
+    params = [p for g in optimizer.param_groups for p in g["params"]]
+    losses = []
+    for i, batch in enumerate(micro):
+        last = i == len(micro) - 1
+        with accelerator.no_sync(model) if (accelerator is not None and not last) else nullcontext():
+            loss = loss_fn(**batch)
+            scaled = loss / len(micro)
+            if accelerator is not None:
+                accelerator.backward(scaled)
+            else:
+                scaled.backward()
+        losses.append(loss.detach().clone())  # a copy: a CUDA graph overwrites its outputs on the next replay
+    if reduce_gradients is not None:
+        reduce_gradients(params)
+    if max_grad_norm:
+        if accelerator is not None:
+            accelerator.clip_grad_norm_(params, max_grad_norm)
+        else:
+            torch.nn.utils.clip_grad_norm_([p for p in params if p.grad is not None], max_grad_norm, foreach=True)
     optimizer.step()
     if scheduler is not None:
         scheduler.step()
     optimizer.zero_grad(set_to_none=True)
-    return loss.detach().clone()  # a copy: a CUDA graph overwrites its outputs on the next replay
+    return losses[0] if isinstance(batches, Mapping) else torch.stack(losses)
 
 
 class LossMeter:

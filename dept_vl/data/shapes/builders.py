@@ -1,4 +1,5 @@
-"""The synthetic world's tasks: how each is generated, posed (plain or shifted) and scored.
+"""The synthetic world's tasks: how each is generated and posed (plain or shifted); their scorers are in
+``tasks/shapes.py``.
 
 Formats:
     ``plain``: the task's own input (``question: how many circles are there?``), what the demo's
@@ -23,9 +24,6 @@ from dept_vl.data.example import Example
 from dept_vl.data.shapes import text
 from dept_vl.data.shapes.render import render
 from dept_vl.data.shapes.scene import Scene, random_scene, scene_split
-from dept_vl.metrics.captions import caption_scores
-from dept_vl.metrics.glue import classification_metrics, regression_metrics
-from dept_vl.metrics.vqa import exact_match
 
 DEFAULT_SIZES = {"train": 4000, "dev": 500, "test": 1000}
 FORMATS = ("shifted", "plain")
@@ -43,7 +41,7 @@ def _visual(fn: Callable[[Scene, random.Random], tuple[str, str] | None]) -> Gen
 
 @dataclass(frozen=True)
 class ShapesSpec:
-    """One synthetic task: its generator and how it is scored."""
+    """One synthetic task: its generator and what kind of task it is (its ``kind`` decides its scorer)."""
 
     name: str
     role: str  # "source" or "target"
@@ -129,6 +127,8 @@ def _build_plain(name: str, split: str, n: int, seed: int, image_size: int,
         plain, target, other = made
         header, header_kind = text.make_header(header_rng, spec.header_type, header_types)
         meta: dict[str, Any] = {"scene": text.describe(scene), "format": "plain"}
+        if spec.kind == "vqa":  # the group of the question, for per-type breakdowns (dept_vl.report)
+            meta["question_type"] = text.question_type(plain)
         if other is not None:
             meta["scene_b"] = text.describe(other)
         example = Example(
@@ -192,30 +192,3 @@ def build_examples(name: str, split: str, fmt: str = "shifted", **options: Any) 
     if fmt == "plain":
         return [dataclasses.replace(ex, references=list(ex.references), meta=dict(ex.meta)) for ex, _, _ in built]
     return [_shifted(*item) for item in built]
-
-
-# ------------------------------------------------------------------ scoring
-def score_exact(predictions: list[str], examples: list[Example]) -> dict[str, float]:
-    """Accuracy by exact match (after the VQA answer normalisation)."""
-    hits = [exact_match(p, ex.target_text) for p, ex in zip(predictions, examples)]
-    return {"accuracy": sum(hits) / len(hits)}
-
-
-def score_caption(predictions: list[str], examples: list[Example]) -> dict[str, float]:
-    """BLEU-1..4, CIDEr-D (no METEOR: evaluation stays fast) and ``exact`` (exact-match rate)."""
-    scores = caption_scores({ex.id: p for p, ex in zip(predictions, examples)},
-                            {ex.id: ex.all_references() for ex in examples}, meteor=False)
-    scores["exact"] = sum(p.strip().lower() == ex.target_text for p, ex in zip(predictions, examples)) / len(examples)
-    return scores
-
-
-def make_classification_scorer(labels: tuple[str, ...]) -> Callable[[list[str], list[Example]], dict[str, float]]:
-    def score(predictions: list[str], examples: list[Example]) -> dict[str, float]:
-        return classification_metrics(predictions, [ex.target_text for ex in examples], list(labels))
-    return score
-
-
-def score_regression(predictions: list[str], examples: list[Example]) -> dict[str, float]:
-    out = regression_metrics(predictions, [ex.target_text for ex in examples])
-    out["headline"] = (out["pearson"] + out["spearmanr"]) / 2
-    return out

@@ -20,18 +20,17 @@ def make_examples_figure(path: str | Path, seed: int = 0, index: int = 3) -> Pat
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from dept_vl.tasks import get_task
+    from dept_vl.data.shapes.builders import SPECS, build_examples
 
     fig, axes = plt.subplots(2, 3, figsize=(12, 10.4), layout="constrained")
     for ax, name in zip(axes.flat, PANELS):
-        task = get_task(name)
-        plain = task.load("dev", fmt="plain", num_examples=index + 1, seed=seed)[index]
-        shifted = task.load("dev", fmt="shifted", num_examples=index + 1, seed=seed)[index]
+        plain = build_examples(name, "dev", "plain", num_examples=index + 1, seed=seed)[index]
+        shifted = build_examples(name, "dev", "shifted", num_examples=index + 1, seed=seed)[index]
         ax.imshow(plain.image, interpolation="nearest")
         ax.set_xticks([])
         ax.set_yticks([])
         wrap = lambda s: "\n".join(textwrap.wrap(s, 46))  # noqa: E731
-        ax.set_title(f"{name} ({task.role})", fontsize=11, fontweight="bold")
+        ax.set_title(f"{name} ({SPECS[name].role})", fontsize=11, fontweight="bold")
         ax.set_xlabel(f"header (shifted only): {shifted.meta['header']}\n"
                       f"input: {wrap(plain.input_text)}\ntarget: {wrap(plain.target_text)}",
                       fontsize=8.5, loc="left")

@@ -126,6 +126,27 @@ def spatial_question(scene: Scene, rng: random.Random) -> tuple[str, str] | None
     return rng.choice(options) if options else None
 
 
+def question_type(question_text: str) -> str:
+    """The group of a visual question, for per-type breakdowns: ``how many: <all|colour|size|shape>`` (what
+    ``how many ... are there?`` counts), ``what is <left of|right of|above|below>``, else its first two words
+    (``what color``, ``is there``, as VQA v2's question types)."""
+    text = question_text.removeprefix("question:").strip().rstrip("?").strip()
+    count = re.match(r"how many (.+) are there$", text)
+    if count:
+        words = count[1].split()
+        if words == ["objects"]:
+            return "how many: all"
+        if words[-1] == "objects" and words[0] in COLORS:
+            return "how many: colour"
+        if words[-1] == "objects" and words[0] in SIZES:
+            return "how many: size"
+        return "how many: shape"
+    spatial = re.match(r"what is (left of|right of|above|below) the ", text)
+    if spatial:
+        return f"what is {spatial[1]}"
+    return " ".join(text.split()[:2])
+
+
 # ------------------------------------------------------------------ text-only tasks
 def nli_example(scene: Scene, rng: random.Random) -> tuple[str, str]:
     """Premise: the detailed caption. Hypothesis: about existence, a cell, a relation or the

@@ -1,0 +1,24 @@
+"""Training methods behind one registry: ``get_method("dept")``, ``list_methods()``, ``register_method``.
+
+One file per method: ``dept``, ``prompt_tuning``, ``lora``, ``full``. A saved adapter records its method, so
+:func:`load_adapter_model` needs nothing but the folder and a base model.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from torch import nn
+
+from dept_vl.adapter import Adapter, read_adapter
+from dept_vl.methods import dept, full, lora, prompt_tuning  # noqa: F401  (each registers itself)
+from dept_vl.methods.registry import Method, get_method, list_methods, register_method
+
+
+def load_adapter_model(base: nn.Module, adapter: str | Path | Adapter) -> nn.Module:
+    """Any saved adapter (DePT, prompt tuning, LoRA, full) on ``base``, frozen for inference."""
+    found = adapter if isinstance(adapter, Adapter) else read_adapter(adapter)
+    return get_method(found.method).from_adapter(base, found)
+
+
+__all__ = ["Method", "get_method", "list_methods", "load_adapter_model", "read_adapter", "register_method"]

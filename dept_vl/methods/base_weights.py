@@ -1,0 +1,63 @@
+"""The body shared by methods that train base weights: LoRA (matrices inside the base) and full fine-tuning."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, Iterable
+
+import torch
+from torch import nn
+
+from dept_vl.adapter import base_model_facts, write_adapter
+
+
+class BaseWeightsModel(nn.Module):
+    """A base model some of whose own weights train; ``adapter_state_dict`` holds exactly those weights."""
+
+    method = ""
+
+    def __init__(self, base_model: nn.Module, settings: Any):
+        super().__init__()
+        self.base_model = base_model
+        self.settings = settings
+
+    def forward(self, **batch: Any) -> Any:
+        return self.base_model(**batch)
+
+    @torch.no_grad()
+    def generate(self, **kwargs: Any) -> torch.Tensor:
+        return self.base_model.generate(**kwargs)
+
+    def trainable_parameters(self) -> dict[str, nn.Parameter]:
+        return {n: p for n, p in self.base_model.named_parameters() if p.requires_grad}
+
+    def param_groups(self) -> list[dict[str, Any]]:
+        params = list(self.trainable_parameters().values())
+        return [{"name": self.method, "params": params, "lr": self.settings.lr, "weight_decay": self.settings.weight_decay}]
+
+    def file_name(self, name: str) -> str:
+        """The name a trainable tensor has in the adapter file (its parameter name by default)."""
+        return name
+
+    def adapter_state_dict(self, keep_vars: bool = False) -> dict[str, torch.Tensor]:
+        return {self.file_name(n): (p if keep_vars else p.detach()) for n, p in self.trainable_parameters().items()}
+
+    def load_adapter_state(self, state: dict[str, torch.Tensor], parts: Iterable[str] = ()) -> list[str]:
+        own = self.adapter_state_dict(keep_vars=True)
+        missing = sorted(set(state) - set(own))
+        if missing:
+            raise ValueError(f"{self.method} adapter tensors {missing[:3]} have no place in this model (its tensors: {sorted(own)[:3]}...)")
+        with torch.no_grad():
+            for name, value in state.items():
+                own[name].copy_(value.to(own[name].device, own[name].dtype))
+        return list(state)
+
+    def peft_config(self) -> dict[str, Any] | None:
+        """peft's config of this adapter, when peft knows the method."""
+        return None
+
+    def save_pretrained(self, directory: str | Path) -> Path:
+        return write_adapter(directory, method=self.method, settings=dataclasses.asdict(self.settings),
+                             tensors=self.adapter_state_dict(), base_model=base_model_facts(self.base_model),
+                             peft_config=self.peft_config())

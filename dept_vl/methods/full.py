@@ -1,0 +1,45 @@
+"""Full fine-tuning: every weight of the text model (and the visual projection, if any) trains."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from dept_vl.adapter import Adapter
+from dept_vl.config import FullConfig, RunConfig
+from dept_vl.methods.base_weights import BaseWeightsModel
+from dept_vl.methods.registry import Method, register_method
+
+
+class FullFineTuneModel(BaseWeightsModel):
+    method = "full"
+
+    def __init__(self, base_model: nn.Module, settings: FullConfig, train_image_encoder: bool = False):
+        super().__init__(base_model, settings)
+        base_model.requires_grad_(False)
+        getattr(base_model, "text_model", base_model).requires_grad_(True)
+        if hasattr(base_model, "visual_projection"):
+            base_model.visual_projection.requires_grad_(True)
+        if train_image_encoder:
+            base_model.image_encoder.requires_grad_(True)
+
+
+@register_method
+class Full(Method):
+    """``config.full``: one learning rate for every weight; the base trains in float32 (autocast on GPU)."""
+
+    name = "full"
+    label = "full"
+    frozen_base = False
+    changes_base = True
+
+    def build(self, config: RunConfig, base: nn.Module, seed: int | None = None) -> FullFineTuneModel:
+        return FullFineTuneModel(base, config.full)
+
+    def from_adapter(self, base: nn.Module, adapter: Adapter) -> FullFineTuneModel:
+        self.check_base(adapter, base)
+        model = FullFineTuneModel(base, FullConfig(**adapter.settings))
+        model.load_adapter_state(adapter.tensors)
+        return model.eval()
+
+    def may_skip_parameters(self, config: RunConfig) -> bool:
+        return True  # a text-only batch leaves the visual projection unused

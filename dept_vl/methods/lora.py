@@ -1,0 +1,60 @@
+"""LoRA (Hu et al., 2022) on the text model's attention projections, injected by peft (never hand-written).
+
+Saved as peft saves LoRA (keys ``base_model.model.<module>.lora_A.weight`` relative to the text model, and peft's
+``LoraConfig``), so ``peft.PeftModel.from_pretrained(text_model, folder)`` reads the folder too.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from dept_vl.adapter import Adapter, base_model_facts
+from dept_vl.config import LoRAConfig, RunConfig
+from dept_vl.methods.base_weights import BaseWeightsModel
+from dept_vl.methods.registry import Method, register_method
+
+ADAPTER_NAME = "default"  # peft's name of the one injected adapter
+PEFT_PREFIX = "base_model.model."
+
+
+class LoRAModel(BaseWeightsModel):
+    method = "lora"
+
+    def __init__(self, base_model: nn.Module, settings: LoRAConfig):
+        from peft import LoraConfig, inject_adapter_in_model
+
+        super().__init__(base_model, settings)
+        base_model.requires_grad_(False)
+        self.target_prefix = "text_model." if hasattr(base_model, "text_model") else ""
+        target = getattr(base_model, "text_model", base_model)
+        inject_adapter_in_model(LoraConfig(r=settings.r, lora_alpha=settings.alpha, lora_dropout=settings.dropout,
+                                           target_modules=list(settings.target_modules)), target)
+
+    def file_name(self, name: str) -> str:
+        return PEFT_PREFIX + name.removeprefix(self.target_prefix).replace(f".{ADAPTER_NAME}.", ".")
+
+    def peft_config(self) -> dict[str, Any]:
+        s = self.settings
+        return {"peft_type": "LORA", "task_type": "SEQ_2_SEQ_LM", "r": s.r, "lora_alpha": s.alpha, "lora_dropout": s.dropout,
+                "target_modules": list(s.target_modules), "bias": "none", "inference_mode": True,
+                "base_model_name_or_path": base_model_facts(self.base_model)["name_or_path"] or None}
+
+
+@register_method
+class LoRA(Method):
+    """``config.lora``: rank, alpha, dropout and target modules of the text model, one learning rate."""
+
+    name = "lora"
+    label = "lora"
+    changes_base = True
+
+    def build(self, config: RunConfig, base: nn.Module, seed: int | None = None) -> LoRAModel:
+        return LoRAModel(base, config.lora)
+
+    def from_adapter(self, base: nn.Module, adapter: Adapter) -> LoRAModel:
+        self.check_base(adapter, base)
+        model = LoRAModel(base, LoRAConfig(**adapter.settings))
+        model.load_adapter_state(adapter.tensors)
+        return model.eval()

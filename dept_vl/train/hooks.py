@@ -1,0 +1,134 @@
+"""The loop's helpers: what it logs (progress bar, ``log.jsonl``, TensorBoard) and how it keeps the best adapter."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from tqdm.auto import tqdm
+
+
+class TrainLog:
+    """Training and evaluation records: every record goes to ``history``; the main process also writes them
+    to ``log_file`` (one JSON line each, flushed) and to TensorBoard when it is installed."""
+
+    def __init__(self, log_file: str | Path | None, accelerator: Any, total_steps: int, first_step: int, show_progress: bool):
+        self.history: list[dict[str, Any]] = []
+        self.accelerator = accelerator
+        self.show_progress = show_progress
+        main = accelerator.is_main_process
+        self.file = open(log_file, "a") if (log_file and main) else None
+        self.board = _tensorboard(Path(log_file).parent / "tensorboard") if self.file else None
+        self.bar = tqdm(total=total_steps, initial=first_step, disable=not (show_progress and main), dynamic_ncols=True)
+
+    def step(self) -> None:
+        self.bar.update(1)
+
+    def train(self, record: dict[str, Any], group_names: list[str]) -> None:
+        self._write(record)
+        if self.board is not None:
+            self.board.add_scalar("train/loss", record["loss"], record["step"])
+            self.board.add_scalar("train/examples_per_s", record["examples_per_s"], record["step"])
+            for name, lr in zip(group_names, record["lr"]):
+                self.board.add_scalar(f"lr/{name}", lr, record["step"])
+        self.bar.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{record['lr'][0]:.2g}",
+                             step_ms=f"{record['step_time_ms']:.0f}", ex_s=f"{record['examples_per_s']:.0f}")
+
+    def eval(self, record: dict[str, Any]) -> None:
+        self._write(record)
+        if self.board is not None:
+            self.board.add_scalar("eval/headline", record["eval"], record["step"])
+        if self.show_progress:
+            self.accelerator.print(f"step {record['step']}: eval {record['eval']:.4f} "
+                                   f"(best {record['best']:.4f} at step {record['best_step']})")
+
+    def _write(self, record: dict[str, Any]) -> None:
+        self.history.append(record)
+        if self.file is not None:
+            self.file.write(json.dumps(record) + "\n")
+            self.file.flush()
+
+    def close(self) -> None:
+        self.bar.close()
+        if self.file is not None:
+            self.file.close()
+        if self.board is not None:
+            self.board.close()
+
+
+class LossMeter:
+    """Losses and example counts since the last log point, summed on the device (no host sync per step)."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.reset()
+
+    def reset(self) -> None:
+        self.total = torch.zeros((), device=self.device)
+        self.by_task: dict[str, torch.Tensor] = {}
+        self.task_batches: dict[str, int] = {}
+        self.batches = self.examples = 0
+        self.since = time.perf_counter()
+
+    def add(self, task: str, loss: torch.Tensor, rows: int) -> None:
+        self.total += loss
+        self.by_task[task] = self.by_task.get(task, torch.zeros((), device=self.device)) + loss
+        self.task_batches[task] = self.task_batches.get(task, 0) + 1
+        self.batches += 1
+        self.examples += rows
+
+    def record(self, step: int, lrs: list[float], grad_accum: int, num_processes: int) -> dict[str, Any]:
+        """The log record since the last call (the host sync happens here), then reset."""
+        elapsed = time.perf_counter() - self.since
+        record = {"step": step, "loss": self.total.item() / self.batches, "lr": lrs,
+                  "step_time_ms": 1000 * elapsed * grad_accum / self.batches,
+                  "examples_per_s": self.examples / max(elapsed, 1e-9) * num_processes,
+                  "task_loss": {k: v.item() / self.task_batches[k] for k, v in self.by_task.items()}}
+        self.reset()
+        return record
+
+
+class BestAdapter:
+    """Evaluation at the loop's eval points and the best adapter by its score (higher is better).
+
+    Args:
+        evaluate: ``evaluate(model) -> score``, the dev headline.
+        keep_in_memory: keep a copy of the best adapter's tensors (``state``), to restore it before testing.
+        on_best: ``on_best(model, score, step)`` when the score improves (e.g. write the adapter folder).
+    """
+
+    def __init__(self, evaluate: Callable[[Any], float], keep_in_memory: bool = False,
+                 on_best: Callable[[Any, float, int], None] | None = None):
+        self.evaluate, self.keep_in_memory, self.on_best = evaluate, keep_in_memory, on_best
+        self.score: float | None = None
+        self.step: int | None = None
+        self.state: dict[str, torch.Tensor] | None = None
+
+    def __call__(self, model: Any, step: int) -> dict[str, Any]:
+        score = self.evaluate(model)
+        if self.score is None or score > self.score:
+            self.score, self.step = score, step
+            if self.keep_in_memory:
+                self.state = {k: v.detach().clone() for k, v in model.adapter_state_dict().items()}
+            if self.on_best is not None:
+                self.on_best(model, score, step)
+        return {"step": step, "eval": score, "best": self.score, "best_step": self.step}
+
+    def restore(self, model: Any) -> bool:
+        """Load the best adapter kept in memory into ``model``; False when there is none."""
+        if self.state is None:
+            return False
+        model.load_adapter_state(self.state, parts=("prompt", "lowrank", "modules"))
+        return True
+
+
+def _tensorboard(folder: Path) -> Any:
+    """A TensorBoard writer when the tensorboard package is installed (optional), else None."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter(str(folder))

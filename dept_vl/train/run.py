@@ -1,0 +1,167 @@
+"""One run assembly for every recipe: ``Run.setup(config)`` checks the config, then builds the accelerator,
+looks the tasks up and loads the frozen base; the run then loads splits, wraps models, collates and trains.
+
+Everything that can be checked without data or weights is checked first, so a bad config fails in
+seconds, before anything is loaded or trained.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+
+from dept_vl.config import RunConfig
+from dept_vl.data.batching import Collator
+from dept_vl.data.example import Example
+from dept_vl.methods import Method, get_method, load_adapter_model
+from dept_vl.tasks import Task, get_task
+from dept_vl.train import loader
+from dept_vl.train.distributed import make_accelerator
+from dept_vl.train.hooks import BestAdapter
+from dept_vl.train.loop import LoopResult, train_loop
+from dept_vl.train.predict import predict
+
+DEFAULT_MAX_INPUT_LENGTH = 256  # inputs are cut here when neither the method nor data.max_input_length sets a limit
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+
+
+def check_run(config: RunConfig, method: Method, tasks: dict[str, Task]) -> None:
+    """The checks that need the registries (methods, tasks): the config's own values are checked when it loads."""
+    method.check(config)
+    fmt = config.data.format
+    if fmt != "default" and not any(fmt in t.formats for t in tasks.values()):
+        formats = "; ".join(f"{n}: {', '.join(t.formats)}" for n, t in tasks.items())
+        raise ValueError(f"data.format={fmt!r} is not a format of any task of this run ({formats}); "
+                         f"choose one of them or 'default'")
+
+
+@dataclass
+class Run:
+    """The parts of one run. Build it with :meth:`setup`."""
+
+    config: RunConfig
+    method: Method
+    accelerator: Any
+    tasks: dict[str, Task]
+    base: nn.Module
+    _base_wrapped: bool = False
+
+    @classmethod
+    def setup(cls, config: RunConfig, task_names: Sequence[str], *, method: str | None = None,
+              base: nn.Module | None = None) -> "Run":
+        """Check ``config``, then make the accelerator, look up ``task_names`` and load the base model.
+
+        Args:
+            method: the method to run (default ``config.method``; ``evaluate`` passes the adapter's).
+            base: a base model built by the caller (default: ``model.backbone`` or ``model.preset``).
+        """
+        chosen = get_method(method or config.method)
+        tasks = {name: get_task(name) for name in task_names}
+        check_run(config, chosen, tasks)
+        device_type = "cuda" if torch.cuda.is_available() else "cpu"
+        accelerator = make_accelerator(mixed_precision=chosen.mixed_precision(config, device_type),
+                                       find_unused_parameters=chosen.may_skip_parameters(config))
+        run = cls(config, chosen, accelerator, tasks, base.to(accelerator.device) if base is not None else nn.Module())
+        if base is None:
+            run.base = run.load_base()
+        return run
+
+    # ------------------------------------------------------------------ data
+    def load(self, task: str, split: str, size: int | None = None) -> list[Example]:
+        """One split of a task in the run's format (a task without that format uses its default), cut to
+        ``size`` examples (a fixed random subset)."""
+        spec, data = self.tasks[task], self.config.data
+        fmt = data.format if data.format in spec.formats else "default"
+        options = {"size": size} if (size is not None and spec.family == "shapes") else {}  # generated: only as many as asked
+        examples = spec.load(split, data_dir=data.data_dir, fmt=fmt, **options)
+        if size is not None and len(examples) > size:
+            examples = random.Random(f"{spec.name}/{split}").sample(examples, size)
+        return examples
+
+    def load_splits(self, split: str, size: int | None) -> dict[str, list[Example]]:
+        return {name: self.load(name, split, size) for name in self.tasks}
+
+    def collator(self, example_sets: Sequence[Sequence[Example]] = (), config: RunConfig | None = None) -> Collator:
+        """The run's collator (inputs cut at :meth:`input_length`); with ``data.feature_cache``, frozen image
+        features of every image in ``example_sets`` are computed once and batches carry them instead of pixels."""
+        features = None
+        if self.config.data.feature_cache and any(t.has_images for t in self.tasks.values()):
+            features = loader.image_features(self.base, example_sets)
+        return loader.make_collator(self.base, self.config.data, self.input_length(config), features)
+
+    def input_length(self, config: RunConfig | None = None) -> int:
+        """Where inputs are cut: ``data.max_input_length``, else the method's limit (DePT's s), else 256."""
+        config = config or self.config
+        return config.data.max_input_length or self.method.input_limit(config) or DEFAULT_MAX_INPUT_LENGTH
+
+    # ----------------------------------------------------------------- models
+    def load_base(self) -> nn.Module:
+        """The frozen backbone: a saved backbone folder (``model.backbone``) or a preset built by name.
+
+        Seeded first, so that a preset with random weights (offline tests) is the same model in every
+        process and in every recipe of a run (pretrain, adapt, evaluate)."""
+        from dept_vl.models import build_vl_model
+        from dept_vl.models.backbone import load_backbone
+
+        cfg = self.config.model
+        seed_everything(self.config.train.seed)
+        model = load_backbone(Path(cfg.backbone).expanduser()) if cfg.backbone else build_vl_model(cfg.preset)
+        device = self.accelerator.device
+        return model.to(device=device, dtype=self.method.base_dtype(self.config, device))
+
+    def new_model(self, seed: int | None = None, config: RunConfig | None = None) -> nn.Module:
+        """A fresh trainable model of the run's method. Methods that train base weights get a fresh base."""
+        if self.method.changes_base:
+            if self._base_wrapped:  # the last model changed this base: start from a fresh one
+                self.base = self.load_base()
+            self._base_wrapped = True
+        if seed is not None:
+            seed_everything(seed)
+        return self.method.build(config or self.config, self.base, seed)
+
+    def load_adapter(self, adapter: str | Path) -> nn.Module:
+        return load_adapter_model(self.base, adapter)
+
+    # ------------------------------------------------------------ train, test
+    def fit(self, model: nn.Module, batches: Sequence[loader.Batch], best: BestAdapter | None = None,
+            config: RunConfig | None = None, **loop_options: Any) -> LoopResult:
+        """Train ``model`` with the run's (or ``config``'s) train settings through the one training loop."""
+        return train_loop(model, batches, (config or self.config).train, self.accelerator, best=best, **loop_options)
+
+    def predict(self, model: nn.Module, task: str, examples: Sequence[Example], collate: Collator) -> list[str]:
+        """Generated text for every example, in order (sharded over processes, gathered)."""
+        return predict(model, examples, collate, self.base.tokenizer, self.config.eval, self.accelerator,
+                       generation_length(self.tasks[task], self.config))
+
+    def score(self, model: nn.Module, task: str, examples: Sequence[Example], collate: Collator) -> tuple[dict[str, float], list[str]]:
+        """The task's metrics of ``model`` on ``examples`` (with ``headline``), and the predictions."""
+        predictions = self.predict(model, task, examples, collate)
+        return self.tasks[task].evaluate(predictions, list(examples)), predictions
+
+    def evaluate(self, model: nn.Module, splits: dict[str, Sequence[Example]], collate: Collator) -> dict[str, Any]:
+        """Every task's metrics on its split (``{task: {...}}``), plus ``mean_headline``."""
+        results: dict[str, Any] = {name: self.score(model, name, examples, collate)[0] for name, examples in splits.items()}
+        results["mean_headline"] = sum(r["headline"] for r in results.values()) / max(1, len(splits))
+        return results
+
+
+def generation_length(task: Task, config: RunConfig) -> int:
+    """New tokens to generate: captions get the target length, answers and labels ``eval.max_new_tokens``."""
+    if task.kind in ("caption", "generation"):
+        return max(config.eval.max_new_tokens, config.data.max_target_length)
+    return config.eval.max_new_tokens
+
+
+def trainable_count(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.trainable_parameters().values())
