@@ -184,7 +184,8 @@ class FullConfig:
 class DataConfig:
     tasks: list[str] = option(["shapes_color", "shapes_exist"], "source tasks trained together (`dept-vl tasks` lists them)")
     # a free name here: the valid formats depend on the tasks, and the run assembly checks them
-    format: str = option("shifted", "input format: plain, shifted, default, reference, ... (task-specific input formats)", nonempty=True)
+    format: str = option("default", "input format of every task: 'default' (each task's first format: shifted for the synthetic "
+                         "world, the text-to-text format for GLUE) or a named one (plain, shifted, reference, ...)", nonempty=True)
     data_dir: str | None = option(None, "folder with the tasks' local data files; null = each task's default source")
     train_size: int | None = option(None, "examples generated/loaded per task for training; null = the task's default", minimum=1)
     eval_size: int | None = option(500, "examples per task in dev/test evaluation; null = all", minimum=1)

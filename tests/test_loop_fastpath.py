@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from dept_vl.config import TrainConfig
-from dept_vl.train.loop import use_compile
+from dept_vl.train.fastpath import use_compile
+from dept_vl.train.loader import Batch
 
 
 def test_compile_switch():
@@ -35,7 +36,7 @@ def test_loop_sets_the_configured_attention(attention, expected):
     model = DePTModel(tiny_t5(), DePTConfig(num_virtual_tokens=2, rank=1, max_length=16))
     model.base_model.config._attn_implementation = "sdpa"
     cfg = TrainConfig(max_steps=1, warmup_steps=0, log_every=1, eval_every=10**6, save_every=0, compile="off", attention=attention)
-    result = train_loop(model, [0], lambda i: batch, cfg, Accelerator(cpu=True), show_progress=False)
+    result = train_loop(model, [Batch("t", batch)], cfg, Accelerator(cpu=True), show_progress=False)
     assert len(result.history) == 1
     assert model.base_model.config._attn_implementation == expected
 
@@ -60,7 +61,7 @@ def test_compiled_loop_trains_like_the_eager_loop_on_gpu():
         model = DePTModel(tiny_t5().to("cuda", torch.bfloat16), DePTConfig(num_virtual_tokens=4, rank=2, max_length=64, lr_lowrank=1e-2))
         cfg = TrainConfig(max_steps=len(batches), warmup_steps=0, log_every=1, eval_every=10**6, save_every=0,
                           compile=mode.split("_")[0], attention=attention)
-        result = train_loop(model, list(range(len(batches))), lambda i: batches[i], cfg, Accelerator(), show_progress=False)
+        result = train_loop(model, [Batch("t", b) for b in batches], cfg, Accelerator(), show_progress=False)
         losses[mode] = torch.tensor([r["loss"] for r in result.history])
         expected = {"auto": "dept_biased_sdpa", "biased_cudnn": "dept_biased_cudnn"}.get(attention, "sdpa")
         assert model.base_model.config._attn_implementation == expected

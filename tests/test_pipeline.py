@@ -32,7 +32,7 @@ def source(tmp_path_factory) -> Path:
 
 
 def test_pretrain_writes_adapter_metrics_log_and_config(source):
-    assert (source / "adapter" / "adapter.safetensors").is_file()
+    assert (source / "adapter" / "adapter_model.safetensors").is_file()
     assert (source / "config.yaml").is_file() and load_config(source / "config.yaml").train.max_steps == 6
     metrics = json.loads((source / "metrics.json").read_text())
     assert set(metrics["final_dev"]) == {"shapes_color", "shapes_nli", "mean_headline"}
@@ -66,7 +66,7 @@ def test_adapt_then_evaluate_from_the_command_line(source, tmp_path):
 
 
 def test_adapt_from_scratch_and_prompt_tuning_labels(tmp_path):
-    from dept_vl.train.adapt import run_adapt
+    from dept_vl.recipes.adapt import run_adapt
 
     cfg = load_config(None, TINY + [f"output_dir={tmp_path}", "method=prompt_tuning", "train.max_steps=2",
                                    "adapt.task=shapes_para", "adapt.k=[2]", "adapt.seeds=[0]", "adapt.source=none"])
@@ -77,17 +77,18 @@ def test_adapt_from_scratch_and_prompt_tuning_labels(tmp_path):
 
 @pytest.mark.parametrize("method, label", [("lora", "lora-scratch"), ("full", "full-scratch")])
 def test_reference_methods_run_through_the_same_pipeline(tmp_path, method, label):
-    from dept_vl.train.adapt import run_adapt
-    from dept_vl.train.evaluate import load_adapter_model
-    from dept_vl.train.components import load_base_model
+    from dept_vl.methods import load_adapter_model
+    from dept_vl.recipes.adapt import run_adapt
+    from dept_vl.train.run import Run
 
     cfg = load_config(None, TINY + [f"output_dir={tmp_path}", f"method={method}", "train.max_steps=2", "lora.r=2",
                                    "adapt.task=shapes_para", "adapt.k=[2]", "adapt.seeds=[0]", "adapt.source=none"])
     record = run_adapt(cfg, show_progress=False)["records"][0]
     assert record["method"] == label and 0 <= record["score"] <= 1
-    base = load_base_model(cfg.model, torch.device("cpu"), method)
+    base = Run.setup(cfg, ["shapes_para"]).base
     text_params = sum(p.numel() for p in base.text_model.parameters())
-    reloaded = load_adapter_model(tmp_path / "runs" / "k2_seed0" / "adapter", load_base_model(cfg.model, torch.device("cpu"), method))
+    reloaded = load_adapter_model(Run.setup(cfg, ["shapes_para"]).base, tmp_path / "runs" / "k2_seed0" / "adapter")
+    assert json.loads((tmp_path / "runs" / "k2_seed0" / "adapter" / "adapter_config.json").read_text())["dept_vl"]["method"] == method
     assert sum(p.numel() for p in reloaded.adapter_state_dict().values()) == record["trainable_parameters"]
     if method == "lora":  # r * (in + out) per adapted q and v projection: 2 layers x (enc self, dec self, dec cross)
         assert record["trainable_parameters"] == 2 * 3 * 2 * 2 * (64 + 64)
@@ -98,31 +99,37 @@ def test_reference_methods_run_through_the_same_pipeline(tmp_path, method, label
 def test_resume_after_a_kill_matches_an_uninterrupted_run(tmp_path, monkeypatch):
     from safetensors.torch import load_file
 
-    import dept_vl.train.loop as loop
+    import dept_vl.train.run as run
 
     full = tmp_path / "full"
     assert cli(pretrain_args(full, steps=6, extra=("train.save_every=2",))) == 0
 
     killed = tmp_path / "killed"
-    original = loop.train_loop
+    original = run.train_loop
     calls = {"n": 0}
 
-    def dying_loop(model, batches, collate, *args, **kwargs):
-        def collate_then_die(spec):
+    class Dying:
+        """The run's batches, with a Ctrl-C while step 4's batch is collated."""
+
+        def __init__(self, batches):
+            self.batches = batches
+
+        def __len__(self):
+            return len(self.batches)
+
+        def __getitem__(self, index):
             calls["n"] += 1
-            if calls["n"] == 4:  # during step 4: Ctrl-C
+            if calls["n"] == 4:
                 raise KeyboardInterrupt
-            return collate(spec)
+            return self.batches[index]
 
-        return original(model, batches, collate_then_die, *args, **kwargs)
-
-    monkeypatch.setattr("dept_vl.train.pretrain.train_loop", dying_loop)
+    monkeypatch.setattr(run, "train_loop", lambda model, batches, *a, **k: original(model, Dying(batches), *a, **k))
     assert cli(pretrain_args(killed, steps=6, extra=("train.save_every=2",))) == 130
     assert (killed / "checkpoints" / "latest").read_text().strip() == "step_0000003"
-    monkeypatch.setattr("dept_vl.train.pretrain.train_loop", original)
+    monkeypatch.setattr(run, "train_loop", original)
     assert cli(pretrain_args(killed, steps=6, extra=("train.save_every=2", "--resume"))) == 0
 
-    a, b = load_file(full / "last" / "adapter.safetensors"), load_file(killed / "last" / "adapter.safetensors")
+    a, b = load_file(full / "last" / "adapter_model.safetensors"), load_file(killed / "last" / "adapter_model.safetensors")
     for name in a:
         torch.testing.assert_close(a[name], b[name], rtol=1e-5, atol=1e-6)
     ma, mb = (json.loads((d / "metrics.json").read_text())["final_dev"] for d in (full, killed))
@@ -134,6 +141,7 @@ def test_optimizer_groups_weight_decay_and_clipping_follow_the_config(monkeypatc
 
     from dept_vl.config import TrainConfig
     from dept_vl.dept import DePTConfig, DePTModel
+    from dept_vl.train.loader import Batch
     from dept_vl.train.loop import train_loop
     from tests.conftest import tiny_t5
 
@@ -151,7 +159,7 @@ def test_optimizer_groups_weight_decay_and_clipping_follow_the_config(monkeypatc
     ids = torch.randint(3, 100, (4, 6))
     batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids[:, :3].contiguous() * 0 + 7}
     cfg = TrainConfig(max_steps=1, warmup_steps=0, max_grad_norm=1e-3, log_every=1, eval_every=10, save_every=0)
-    train_loop(model, [0], lambda _: batch, cfg, Accelerator(cpu=True), show_progress=False)
+    train_loop(model, [Batch("t", batch)], cfg, Accelerator(cpu=True), show_progress=False)
     assert seen["groups"] == [("prompt", 0.7, 0.05), ("lowrank", 0.02, 0.05)]
     assert seen["norm"] <= 1e-3 * (1 + 1e-4)
 
@@ -164,20 +172,22 @@ def test_optimizer_groups_weight_decay_and_clipping_follow_the_config(monkeypatc
     (["adapt.task=shapes_para", "adapt.k=[2]", "train.stop_at=2"], "stop_at=2 needs a checkpoint folder"),
 ])
 def test_bad_input_fails_before_training(tmp_path, overrides, message, monkeypatch):
-    from dept_vl.train import adapt
+    import dept_vl.train.run as run
+    from dept_vl.recipes import adapt
 
-    monkeypatch.setattr(adapt, "train_loop", lambda *a, **k: pytest.fail("training started"))
+    monkeypatch.setattr(run, "train_loop", lambda *a, **k: pytest.fail("training started"))
     with pytest.raises((ValueError, FileNotFoundError), match=message.replace("[", "\\[")):
         adapt.run_adapt(load_config(None, TINY + [f"output_dir={tmp_path}", "data.train_size=60", *overrides]), show_progress=False)
 
 
 def test_source_adapter_of_another_base_fails_before_training(tmp_path, monkeypatch):
+    import dept_vl.train.run as run
     from dept_vl.dept import DePTConfig, DePTModel
-    from dept_vl.train import adapt
+    from dept_vl.recipes import adapt
     from tests.conftest import tiny_t5
 
     DePTModel(tiny_t5(d_model=32), DePTConfig(num_virtual_tokens=2, rank=1, max_length=48)).save_pretrained(tmp_path / "foreign")
-    monkeypatch.setattr(adapt, "train_loop", lambda *a, **k: pytest.fail("training started"))
+    monkeypatch.setattr(run, "train_loop", lambda *a, **k: pytest.fail("training started"))
     cfg = load_config(None, TINY + [f"output_dir={tmp_path / 'o'}", "adapt.task=shapes_para", "adapt.k=[2]", f"adapt.source={tmp_path / 'foreign'}"])
     with pytest.raises(ValueError, match="d_model=32.*d_model=64"):
         adapt.run_adapt(cfg, show_progress=False)
@@ -203,7 +213,7 @@ def test_two_processes_resume_exactly_and_evaluate_like_one(source, tmp_path):
     stopped = json.loads((split / "metrics.json").read_text())
     assert stopped["steps"] == 4 and stopped["complete"] is False and stopped["final_dev"] is None
     run(pretrain_args(split, steps=6, extra=("train.log_every=1", "--resume")))
-    a, b = load_file(whole / "last" / "adapter.safetensors"), load_file(split / "last" / "adapter.safetensors")
+    a, b = load_file(whole / "last" / "adapter_model.safetensors"), load_file(split / "last" / "adapter_model.safetensors")
     for name in a:
         torch.testing.assert_close(a[name], b[name], rtol=0, atol=0)
     losses = [[r["loss"] for r in map(json.loads, (d / "log.jsonl").read_text().splitlines()) if "loss" in r] for d in (whole, split)]
@@ -211,10 +221,10 @@ def test_two_processes_resume_exactly_and_evaluate_like_one(source, tmp_path):
     # the compiled path's gradient sync (one flat all-reduce, model unwrapped) trains as DDP does
     flat = tmp_path / "flat"
     run(pretrain_args(flat, steps=6, extra=("train.gradient_sync=allreduce",)))
-    c = load_file(flat / "last" / "adapter.safetensors")
+    c = load_file(flat / "last" / "adapter_model.safetensors")
     for name in a:
         torch.testing.assert_close(c[name], a[name], rtol=1e-5, atol=1e-6)
-    assert not torch.equal(a["prompt"], load_file(source / "last" / "adapter.safetensors")["prompt"])  # two processes: other batches
+    assert not torch.equal(a["prompt"], load_file(source / "last" / "adapter_model.safetensors")["prompt"])  # two processes: other batches
 
     ev_args = ["evaluate", *TINY, "data.eval_size=13", "eval.batch_size=4", "--adapter", str(source / "adapter"),
                "--task", "shapes_color", "--split", "dev"]
@@ -246,7 +256,7 @@ def test_accelerate_configs_load_and_name_real_recipes(name):
     """The documented multi-GPU / multi-node recipes are valid accelerate configs whose commands run real recipes."""
     from accelerate.commands.config.config_args import ClusterConfig
 
-    from dept_vl.recipes import list_recipes
+    from dept_vl.config import list_recipes
 
     path = Path(__file__).resolve().parents[1] / "configs" / "accelerate" / f"{name}.yaml"
     config = ClusterConfig.from_yaml_file(str(path))

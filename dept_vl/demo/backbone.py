@@ -39,7 +39,7 @@ def cache_root() -> Path:
 
 
 def cache_key(settings: BackboneSettings) -> str:
-    from dept_vl import __version__
+    from dept_vl.version import __version__
 
     blob = json.dumps({"settings": dataclasses.asdict(settings), "version": __version__}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
