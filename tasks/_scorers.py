@@ -32,8 +32,9 @@ def score_captions(predictions: list[str], examples: list[Example], meteor: bool
 
 
 def make_glue_scorer(spec: TextTaskSpec) -> Scorer:
-    """The GLUE/SuperGLUE scorer of one task: its metrics on label words (``default`` format) or label indices
-    (``reference`` format, as the examples' ``meta["format"]`` says)."""
+    """The GLUE/SuperGLUE scorer of one task: its metrics on label words (``default`` format, dept-vl's rules) or
+    label indices (``reference`` format, as the examples' ``meta["format"]`` says, scored by the DePT reference
+    code's rules: ``glue_metrics(..., rules="reference")``), so an imported checkpoint is scored as the paper was."""
 
     def scorer(predictions: list[str], examples: list[Example]) -> dict[str, float]:
         missing = [ex.id for ex in examples if not ex.target_text]
@@ -45,7 +46,8 @@ def make_glue_scorer(spec: TextTaskSpec) -> Scorer:
         if spec.label_words is not None:
             labels = ([str(i) for i in range(len(spec.label_words))] if fmt == "reference"
                       else list(spec.label_words))
-        return glue_metrics(spec.name, predictions, [ex.target_text for ex in examples], labels=labels)
+        return glue_metrics(spec.name, predictions, [ex.target_text for ex in examples], labels=labels,
+                            rules="reference" if fmt == "reference" else "default")
 
     return scorer
 

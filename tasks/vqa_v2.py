@@ -1,4 +1,8 @@
-"""VQA v2 (official questions + annotations JSON, COCO images); official VQA accuracy."""
+"""VQA v2 (official questions + annotations JSON, COCO images): ``vqa_v2`` is scored as the official VQA
+evaluator scores it; ``vqa_v2_vlt5`` is the same data scored by VL-T5's and VL-Adapter's evaluator (the
+prediction is always normalised), to compare with the numbers of those papers (see docs/metrics.md)."""
+
+from functools import partial
 
 from dept_vl.data.example import Example
 from dept_vl.data.registry import register_task
@@ -7,12 +11,12 @@ from dept_vl.data.vl_tasks import load_vqa_v2
 from dept_vl.metrics.vqa import vqa_accuracy
 
 
-def score_vqa(predictions: list[str], examples: list[Example]) -> dict[str, float]:
-    """Mean official VQA accuracy, overall and per answer type (``accuracy_yes/no`` ...)."""
+def score_vqa(predictions: list[str], examples: list[Example], rules: str = "official") -> dict[str, float]:
+    """Mean VQA accuracy (``rules``: see :func:`dept_vl.metrics.vqa_accuracy`), overall and per answer type."""
     per_type: dict[str, list[float]] = {}
     scores = []
     for pred, ex in zip(predictions, examples):
-        s = vqa_accuracy(pred, ex.all_references())
+        s = vqa_accuracy(pred, ex.all_references(), rules=rules)
         scores.append(s)
         per_type.setdefault(ex.meta.get("answer_type") or "all", []).append(s)
     out = {"accuracy": sum(scores) / len(scores)}
@@ -26,4 +30,11 @@ register_task(Task(
     source="data_dir: VQA v2 questions/annotations JSON + COCO train2014/, val2014/",
     headline_metric="accuracy", loader=load_vqa_v2, scorer=score_vqa,
     description="open-ended questions on COCO images (10 human answers each)",
+))
+
+register_task(Task(
+    name="vqa_v2_vlt5", kind="vqa", family="vqa", has_images=True,
+    source="data_dir: as vqa_v2",
+    headline_metric="accuracy", loader=load_vqa_v2, scorer=partial(score_vqa, rules="vl-t5"),
+    description="vqa_v2 scored by VL-T5's / VL-Adapter's evaluator (prediction always normalised)",
 ))
