@@ -8,8 +8,7 @@ from typing import Any
 
 from dept_vl.io import write_text_atomic
 from dept_vl.report import plot_costs, plot_score_vs_k, summarize, transfer_gains
-
-HEADLINE_K = 16
+from dept_vl.report.results import headline_k
 
 
 def _fmt(x: float) -> str:
@@ -26,7 +25,7 @@ def write_report(out: Path, records: list[dict], costs: dict, sources: dict, tim
         plot_costs(arm_costs, plots / "costs.png")
     rows = summarize(records)
     ks = sorted({r["k"] for r in rows})
-    k_head = HEADLINE_K if HEADLINE_K in ks else ks[len(ks) // 2]
+    k_head = headline_k(ks)
     gains = transfer_gains(records, k_head)
     mean_rel = sum(g["relative_gain"] for g in gains) / len(gains) if gains else 0.0
     beyond = sum(1 for g in gains if g["gain_over_std"] > 2)
@@ -67,13 +66,13 @@ def write_report(out: Path, records: list[dict], costs: dict, sources: dict, tim
 
 def _samples(out: Path, records: list[dict], test_size: int, per_task: int = 3) -> list[str]:
     """A few test examples per target task, from the dept-transfer run at the middle k and seed 0."""
-    from dept_vl.data.registry import get_task
+    from dept_vl.tasks import get_task
 
     lines: list[str] = []
     samples_dir = out / "samples"
     for task in sorted({r["task"] for r in records}):
         ks = sorted({r["k"] for r in records if r["task"] == task})
-        k = HEADLINE_K if HEADLINE_K in ks else ks[len(ks) // 2]
+        k = headline_k(ks)
         seed = min(r["seed"] for r in records if r["task"] == task)
         path = out / "adapt" / task / "dept-transfer" / "runs" / f"k{k}_seed{seed}" / "predictions.jsonl"
         if not path.is_file():

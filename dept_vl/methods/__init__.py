@@ -11,7 +11,7 @@ from pathlib import Path
 from torch import nn
 
 from dept_vl.adapter import Adapter, read_adapter
-from dept_vl.methods import dept, full, lora, prompt_tuning  # noqa: F401  (each registers itself)
+from dept_vl.methods import dept, prompt_tuning, lora, full  # noqa: F401, I001  (each registers itself, in this order)
 from dept_vl.methods.registry import Method, get_method, list_methods, register_method
 
 

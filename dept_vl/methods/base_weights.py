@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, ClassVar, Iterable
 
 import torch
 from torch import nn
 
-from dept_vl.adapter import base_model_facts, write_adapter
+from dept_vl.adapter import Adapter, base_model_facts, write_adapter
+from dept_vl.methods.registry import Method
 
 
 class BaseWeightsModel(nn.Module):
@@ -61,3 +62,20 @@ class BaseWeightsModel(nn.Module):
         return write_adapter(directory, method=self.method, settings=dataclasses.asdict(self.settings),
                              tensors=self.adapter_state_dict(), base_model=base_model_facts(self.base_model),
                              peft_config=self.peft_config())
+
+
+class BaseWeightsMethod(Method):
+    """A method whose model is ``model_class(base, config.<name>)``; its adapter stores those settings."""
+
+    model_class: ClassVar[type[BaseWeightsModel]]
+    settings_class: ClassVar[type]
+    changes_base = True
+
+    def build(self, config: Any, base: nn.Module, seed: int | None = None) -> BaseWeightsModel:
+        return self.model_class(base, getattr(config, self.name))
+
+    def from_adapter(self, base: nn.Module, adapter: Adapter) -> BaseWeightsModel:
+        self.check_base(adapter, base)
+        model = self.model_class(base, self.settings_class(**adapter.settings))
+        model.load_adapter_state(adapter.tensors)
+        return model.eval()

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from torch import nn
 
-from dept_vl.adapter import Adapter
 from dept_vl.config import FullConfig, RunConfig
-from dept_vl.methods.base_weights import BaseWeightsModel
-from dept_vl.methods.registry import Method, register_method
+from dept_vl.methods.base_weights import BaseWeightsMethod, BaseWeightsModel
+from dept_vl.methods.registry import register_method
 
 
 class FullFineTuneModel(BaseWeightsModel):
@@ -24,22 +23,14 @@ class FullFineTuneModel(BaseWeightsModel):
 
 
 @register_method
-class Full(Method):
+class Full(BaseWeightsMethod):
     """``config.full``: one learning rate for every weight; the base trains in float32 (autocast on GPU)."""
 
     name = "full"
     label = "full"
     frozen_base = False
-    changes_base = True
-
-    def build(self, config: RunConfig, base: nn.Module, seed: int | None = None) -> FullFineTuneModel:
-        return FullFineTuneModel(base, config.full)
-
-    def from_adapter(self, base: nn.Module, adapter: Adapter) -> FullFineTuneModel:
-        self.check_base(adapter, base)
-        model = FullFineTuneModel(base, FullConfig(**adapter.settings))
-        model.load_adapter_state(adapter.tensors)
-        return model.eval()
+    model_class = FullFineTuneModel
+    settings_class = FullConfig
 
     def may_skip_parameters(self, config: RunConfig) -> bool:
         return True  # a text-only batch leaves the visual projection unused

@@ -10,10 +10,10 @@ from typing import Any
 
 from torch import nn
 
-from dept_vl.adapter import Adapter, base_model_facts
-from dept_vl.config import LoRAConfig, RunConfig
-from dept_vl.methods.base_weights import BaseWeightsModel
-from dept_vl.methods.registry import Method, register_method
+from dept_vl.adapter import base_model_facts
+from dept_vl.config import LoRAConfig
+from dept_vl.methods.base_weights import BaseWeightsMethod, BaseWeightsModel
+from dept_vl.methods.registry import register_method
 
 ADAPTER_NAME = "default"  # peft's name of the one injected adapter
 PEFT_PREFIX = "base_model.model."
@@ -43,18 +43,10 @@ class LoRAModel(BaseWeightsModel):
 
 
 @register_method
-class LoRA(Method):
+class LoRA(BaseWeightsMethod):
     """``config.lora``: rank, alpha, dropout and target modules of the text model, one learning rate."""
 
     name = "lora"
     label = "lora"
-    changes_base = True
-
-    def build(self, config: RunConfig, base: nn.Module, seed: int | None = None) -> LoRAModel:
-        return LoRAModel(base, config.lora)
-
-    def from_adapter(self, base: nn.Module, adapter: Adapter) -> LoRAModel:
-        self.check_base(adapter, base)
-        model = LoRAModel(base, LoRAConfig(**adapter.settings))
-        model.load_adapter_state(adapter.tensors)
-        return model.eval()
+    model_class = LoRAModel
+    settings_class = LoRAConfig

@@ -17,6 +17,7 @@ from dept_vl.adapter import Adapter, read_adapter
 from dept_vl.config import RunConfig
 from dept_vl.data.kshot import kshot_split
 from dept_vl.io import write_json_atomic, write_text_atomic
+from dept_vl.methods import get_method
 from dept_vl.report.results import summarize
 from dept_vl.train.hooks import BestAdapter
 from dept_vl.train.loader import TrainBatches, single_task_plan
@@ -39,12 +40,11 @@ def run_adapt(config: RunConfig, show_progress: bool = True) -> dict[str, Any]:
                          f"none (each is short), so drop train.stop_at")
     out, task = Path(config.output_dir), config.adapt.task
     # setup: everything that can fail does so before the first run trains
+    source = source_adapter(config)  # read (and refused, when it cannot serve) before anything is loaded
+    train_config = get_method(config.method).with_source(config, source) if source is not None else config
     run = Run.setup(config, [task])
-    source = source_adapter(config)
-    train_config = config
     if source is not None:
         run.method.check_base(source, run.base)
-        train_config = run.method.with_source(config, source)
     label = run.method.results_label(transfer=source is not None)
     seed_everything(0)
     pool = run.load(task, "train", config.data.train_size)

@@ -19,10 +19,9 @@ from typing import Any, Callable
 import yaml
 
 from dept_vl.report.plots import _finish, _pyplot
-from dept_vl.report.results import ordered_methods
+from dept_vl.report.results import headline_k, ordered_methods
 
 RUN_NAME = re.compile(r"^k(\d+)_seed(\d+)$")
-HEADLINE_K = 16  # the k the demo reports; otherwise the middle k of the run
 
 
 # ------------------------------------------------------------------ finding runs and their examples
@@ -56,7 +55,7 @@ def pick_run(run_dir: str | Path, task: str, method: str = "dept-transfer", k: i
     runs = [r for r in list_runs(run_dir) if r["task"] == task and r["method"] == method]
     ks = sorted({r["k"] for r in runs})
     if k is None and ks:
-        k = HEADLINE_K if HEADLINE_K in ks else ks[len(ks) // 2]
+        k = headline_k(ks)
     runs = [r for r in runs if r["k"] == k and (seed is None or r["seed"] == seed)]
     if not runs:
         held = sorted({(r["task"], r["method"], r["k"]) for r in list_runs(run_dir)})

@@ -8,6 +8,13 @@ from pathlib import Path
 from typing import Any
 
 RECORD_FIELDS = ("task", "k", "method", "seed", "score", "metric")
+HEADLINE_K = 16  # the k the demo reports
+
+
+def headline_k(ks: list[int] | set[int]) -> int:
+    """The k a report leads with: 16 when the run has it, else the middle of the run's k values."""
+    ordered = sorted(ks)
+    return HEADLINE_K if HEADLINE_K in ordered else ordered[len(ordered) // 2]
 
 
 def load_results(run_dir: str | Path) -> list[dict[str, Any]]:

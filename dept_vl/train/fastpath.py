@@ -419,22 +419,3 @@ def train_step(
         scheduler.step()
     optimizer.zero_grad(set_to_none=True)
     return losses[0] if isinstance(batches, Mapping) else torch.stack(losses)
-
-
-class LossMeter:
-    """Sums losses on the device; ``pop_mean()`` is the only host sync (call it when logging)."""
-
-    def __init__(self) -> None:
-        self.total: torch.Tensor | None = None
-        self.count = 0
-
-    def add(self, loss: torch.Tensor) -> None:
-        loss = loss.detach().float()
-        self.total = loss.clone() if self.total is None else self.total + loss
-        self.count += 1
-
-    def pop_mean(self) -> float:
-        """The mean since the last call (NaN when empty); resets the meter."""
-        mean = float("nan") if self.total is None else float(self.total) / self.count
-        self.total, self.count = None, 0
-        return mean
