@@ -158,7 +158,7 @@ def build_variant(name: str, size: str, device: str, args: argparse.Namespace) -
         # the training loop's own step: the same optimizer, schedule, clipping, attention and compiled loss
         cfg = TrainConfig(max_steps=10**6, warmup_steps=0, compile="on" if compiled else "off",
                           attention=LEVERS.get(lever, args.attention))
-        training = prepare_training(model, cfg, Accelerator(cpu=not on_gpu))
+        training = prepare_training(model, cfg, Accelerator(cpu=not on_gpu), max_length=S)
         if compiled and (args.mode != "reduce-overhead" or args.static_shapes or not on_gpu):
             # levers the loop does not take: another compile mode, static shapes, or a CPU debug backend
             training.loss_fn = fastpath.compile_loss(training.wrapped, mode=args.mode, dynamic=not args.static_shapes,

@@ -17,15 +17,16 @@ def score_exact_match(predictions: list[str], examples: list[Example]) -> dict[s
 
 
 def score_captions(predictions: list[str], examples: list[Example], meteor: bool | None = None,
-                   exact: bool = False) -> dict[str, float]:
+                   exact: bool = False, tokenizer: str = "auto") -> dict[str, float]:
     """BLEU-1..4 and CIDEr-D against every reference of each example.
 
     Args:
         meteor: add METEOR; None means "when java is on PATH", False keeps evaluation fast.
         exact: add ``exact``, the rate of predictions equal to the target (stripped, lower-cased).
+        tokenizer: the PTB tokenizer: ``auto`` (the official Java one when java is found), ``java`` or ``python``.
     """
     scores = caption_scores({ex.id: p for p, ex in zip(predictions, examples)},
-                            {ex.id: ex.all_references() for ex in examples}, meteor=meteor)
+                            {ex.id: ex.all_references() for ex in examples}, meteor=meteor, tokenizer=tokenizer)
     if exact:
         scores["exact"] = sum(p.strip().lower() == ex.target_text for p, ex in zip(predictions, examples)) / len(examples)
     return scores

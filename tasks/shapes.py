@@ -13,7 +13,9 @@ from dept_vl.metrics.glue import classification_metrics, regression_metrics
 from dept_vl.task_defs._scorers import score_captions, score_exact_match
 
 # Captions: BLEU and CIDEr-D with no METEOR (evaluation stays fast), plus the exact-match rate.
-score_caption = functools.partial(score_captions, meteor=False, exact=True)
+# the synthetic world's captions are plain words, commas and periods, which the Python port of the PTB
+# tokenizer splits exactly as the Java one (tests/test_metrics_ptb.py): no JVM start per evaluation
+score_caption = functools.partial(score_captions, meteor=False, exact=True, tokenizer="python")
 
 
 def make_classification_scorer(labels: tuple[str, ...]) -> Callable[[list[str], list[Example]], dict[str, float]]:

@@ -17,7 +17,7 @@ SHAPE_FIELDS = ("num_virtual_tokens", "rank", "max_length", "alpha", "trainable_
 
 @register_method
 class DePT(Method):
-    """``config.dept`` as is: m prompt tokens, rank r over s positions, two learning rates."""
+    """DePT (Shi and Lipani, ICLR 2024): m prompt tokens and A @ B of rank r over s positions (settings: dept.*)."""
 
     name = "dept"
     label = "dept"

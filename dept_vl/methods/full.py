@@ -24,7 +24,7 @@ class FullFineTuneModel(BaseWeightsModel):
 
 @register_method
 class Full(BaseWeightsMethod):
-    """``config.full``: one learning rate for every weight; the base trains in float32 (autocast on GPU)."""
+    """Full fine-tuning of the text model and projection, in float32 with autocast on GPU (settings: full.*)."""
 
     name = "full"
     label = "full"

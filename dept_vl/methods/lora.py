@@ -44,7 +44,7 @@ class LoRAModel(BaseWeightsModel):
 
 @register_method
 class LoRA(BaseWeightsMethod):
-    """``config.lora``: rank, alpha, dropout and target modules of the text model, one learning rate."""
+    """LoRA (Hu et al., 2022) through peft on the text model's attention projections (settings: lora.*)."""
 
     name = "lora"
     label = "lora"

@@ -49,7 +49,7 @@ class PromptTuningModel(DePTModel):
 
 @register_method
 class PromptTuning(DePT):
-    """``config.dept``'s budget spent on prompt tokens alone (``pt-*`` in results)."""
+    """Prompt tuning (Lester et al., 2021) with DePT's parameter budget spent on prompt tokens alone (dept.*)."""
 
     name = "prompt_tuning"
     label = "pt"

@@ -44,17 +44,19 @@ def train_loop(
     resume: bool = False,
     log_file: str | Path | None = None,
     show_progress: bool = True,
+    max_length: int | None = None,
 ) -> LoopResult:
     """Train ``model`` for ``cfg.max_steps`` optimizer steps on ``batches`` (``grad_accum`` per step, this process's share).
 
     Every step is :func:`fastpath.train_step`. Losses stay on the device between log points (every
     ``cfg.log_every`` steps), so the loop never waits on the host inside a step. ``best`` evaluates every
-    ``cfg.eval_every`` steps and at the end, and keeps the best adapter.
+    ``cfg.eval_every`` steps and at the end, and keeps the best adapter. ``max_length``: the longest input
+    (DePT's s), the cap of the compiled path's length buckets.
     """
     if cfg.stop_at and checkpoint_dir is None:
         raise ValueError(f"train.stop_at={cfg.stop_at} needs a checkpoint folder to stop into; this run keeps none "
                          f"(dept-vl pretrain does), so drop train.stop_at")
-    training = prepare_training(model, cfg, accelerator)
+    training = prepare_training(model, cfg, accelerator, max_length)
     optimizer, scheduler, device = training.optimizer, training.scheduler, accelerator.device
     step = _resume(checkpoint_dir, model, optimizer, scheduler, best, accelerator) if resume else 0
     if training.by_hand:
@@ -137,7 +139,7 @@ class Training:
                                    reduce_gradients=average_gradients if self.by_hand else None)
 
 
-def prepare_training(model: torch.nn.Module, cfg: TrainConfig, accelerator: Any) -> Training:
+def prepare_training(model: torch.nn.Module, cfg: TrainConfig, accelerator: Any, max_length: int | None = None) -> Training:
     """Attention kernel, fused AdamW over the model's groups, linear warmup and decay, compilation and the
     gradient sync of several processes: everything the loop's step runs, as the benchmark runs it too."""
     device = accelerator.device
@@ -154,8 +156,7 @@ def prepare_training(model: torch.nn.Module, cfg: TrainConfig, accelerator: Any)
         wrapped, optimizer = accelerator.prepare(model, optimizer)
     # the fast path: one compiled graph over length buckets (CUDA graphs unless accumulating gradients)
     loss_fn = fastpath.compile_loss(wrapped, enabled=compiled, mode="reduce-overhead" if cfg.grad_accum == 1 else "max-autotune-no-cudagraphs")
-    limit = getattr(getattr(model, "dept_config", None), "max_length", None)
-    return Training(wrapped, optimizer, scheduler, loss_fn, trainable, names, compiled, by_hand, limit, cfg.max_grad_norm, accelerator)
+    return Training(wrapped, optimizer, scheduler, loss_fn, trainable, names, compiled, by_hand, max_length, cfg.max_grad_norm, accelerator)
 
 
 def _linear_schedule(optimizer: torch.optim.Optimizer, cfg: TrainConfig) -> Any:

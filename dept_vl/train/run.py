@@ -137,7 +137,9 @@ class Run:
     def fit(self, model: nn.Module, batches: Sequence[loader.Batch], best: BestAdapter | None = None,
             config: RunConfig | None = None, **loop_options: Any) -> LoopResult:
         """Train ``model`` with the run's (or ``config``'s) train settings through the one training loop."""
-        return train_loop(model, batches, (config or self.config).train, self.accelerator, best=best, **loop_options)
+        config = config or self.config
+        return train_loop(model, batches, config.train, self.accelerator, best=best, max_length=self.input_length(config),
+                          **loop_options)
 
     def predict(self, model: nn.Module, task: str, examples: Sequence[Example], collate: Collator) -> list[str]:
         """Generated text for every example, in order (sharded over processes, gathered)."""
