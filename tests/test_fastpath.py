@@ -168,12 +168,10 @@ def test_make_optimizer_keeps_group_lr_and_weight_decay():
 
 def run_steps(model: DePTModel, loss_fn, widths=(10, 16, 10)) -> list[float]:
     opt = fastpath.make_optimizer(model.param_groups(), fused=False)
-    meter, losses = fastpath.LossMeter(), []
+    losses = []
     for step, width in enumerate(widths):
         loss = fastpath.train_step(loss_fn, opt, fastpath.pad_to_bucket(batch(10, seed=step), [width]))
-        meter.add(loss)
         losses.append(loss.item())
-    assert meter.pop_mean() == pytest.approx(sum(losses) / len(losses), rel=1e-6)
     return losses
 
 
