@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -12,10 +13,36 @@ from typing import Any, Iterator
 import torch
 
 
+def current_umask() -> int:
+    """The process umask, read without changing it where the system allows (/proc/self/status)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)  # no /proc (macOS, old kernels): set and restore at once
+    os.umask(mask)
+    return mask
+
+
+def _final_mode(path: Path) -> int:
+    """The mode a plain ``open(path, "w")`` leaves: an existing file keeps its mode, a new one gets 0o666 & ~umask."""
+    try:
+        return stat.S_IMODE(path.stat().st_mode)
+    except OSError:
+        return 0o666 & ~current_umask()
+
+
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; on success it is fsynced and renamed over ``path``."""
-    path = Path(path)
+    """Yield a temporary path next to ``path``; on success it is fsynced and renamed over ``path``.
+
+    ``~`` in ``path`` is expanded. The file ends with the permissions a plain ``open()`` would give it
+    (the umask for a new file, the old mode for a replaced one), not ``mkstemp``'s owner-only 0600.
+    """
+    path = Path(path).expanduser()
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
@@ -24,6 +51,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         yield tmp_path
         with open(tmp_path, "rb") as handle:
             os.fsync(handle.fileno())
+        os.chmod(tmp_path, _final_mode(path))
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():

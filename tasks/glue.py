@@ -22,7 +22,7 @@ for spec in [
                  description="paraphrase of two news sentences"),
     TextTaskSpec("qqp", "glue", (("question1", "question1"), ("question2", "question2")),
                  tuple(WORDS["qqp"]), "qqp", "large", HF, "qqp", "QQP",
-                 local_columns={"label": "is_duplicate"}, description="duplicate Quora questions"),
+                 local_columns={"label": "is_duplicate"}, skip_short_rows=True, description="duplicate Quora questions"),
     TextTaskSpec("stsb", "glue", (("sentence1", "sentence1"), ("sentence2", "sentence2")), None,
                  "stsb", "small", HF, "stsb", "STS-B", local_columns={"label": "score"},
                  description="semantic similarity 0..5 (Pearson/Spearman)"),

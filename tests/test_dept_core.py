@@ -210,3 +210,56 @@ def test_budget_lists_pairs_within_the_prompt_tuning_budget():
     slack = [100 * 768 - (m * 768 + 256 * r + r * 768) for m, r in pairs]
     assert slack == sorted(slack)
     assert budget(100, 768, 512)[0:50].count((60, 24)) == 1 or (60, 24) in budget(100, 768, 512)
+
+
+def reference_init_ids(token_ids: list[int], m: int) -> list[int]:
+    """The reference code's prompt init ids (its peft fork): repeat tokenizer(init_text) ids, cut to m."""
+    if len(token_ids) < m:
+        token_ids = token_ids * math.ceil(m / len(token_ids))
+    return token_ids[:m]
+
+
+def test_text_init_keeps_the_eos_token_as_the_reference_does():
+    from dept_vl.models import word_level_tokenizer
+
+    tok = word_level_tokenizer(["hello", "world", "classify", "this"])
+    text = "classify this hello world"
+    reference = reference_init_ids(tok(text)["input_ids"], 11)  # the reference code's call: special tokens kept
+    assert reference.count(tok.eos_token_id) == 2
+    base = tiny_t5()
+    weight = base.get_input_embeddings().weight.detach()
+    model = DePTModel(base, DePTConfig(num_virtual_tokens=11, rank=2, max_length=8, init="text", init_text=text), tok)
+    assert model.dept_config.init_text_eos is True
+    torch.testing.assert_close(model.prompt.detach(), weight[torch.tensor(reference)])
+    old = DePTModel(base, DePTConfig(num_virtual_tokens=11, rank=2, max_length=8, init="text", init_text=text,
+                                     init_text_eos=False), tok)
+    without_eos = reference_init_ids(tok(text, add_special_tokens=False)["input_ids"], 11)
+    assert tok.eos_token_id not in without_eos
+    torch.testing.assert_close(old.prompt.detach(), weight[torch.tensor(without_eos)])
+
+
+def test_text_init_equals_the_reference_with_the_t5_tokenizer(shared_dir):
+    from transformers import AutoTokenizer
+
+    folder = shared_dir / "assets" / "t5-tokenizer"
+    if not folder.is_dir():
+        pytest.skip(f"{folder} is not present")
+    tok = AutoTokenizer.from_pretrained(str(folder))
+    text = "Classify this text and answer with the label:"
+    ids = tok(text)["input_ids"]
+    assert ids[-1] == tok.eos_token_id
+    base = tiny_t5(vocab_size=len(tok))
+    weight = base.get_input_embeddings().weight.detach()
+    model = DePTModel(base, DePTConfig(num_virtual_tokens=80, rank=2, max_length=8, init="text", init_text=text), tok)
+    reference = reference_init_ids(ids, 80)
+    torch.testing.assert_close(model.prompt.detach(), weight[torch.tensor(reference)])
+    old = DePTModel(base, DePTConfig(num_virtual_tokens=80, rank=2, max_length=8, init="text", init_text=text,
+                                     init_text_eos=False), tok)
+    same = [bool(torch.equal(a, b)) for a, b in zip(old.prompt.detach(), weight[torch.tensor(reference)])]
+    assert same[: len(ids) - 1] == [True] * (len(ids) - 1) and not all(same)  # without eos, rows drift apart
+
+
+def test_init_text_eos_must_be_a_bool():
+    with pytest.raises(ValueError, match="DePTConfig.init_text_eos"):
+        DePTConfig(init="text", init_text="x", init_text_eos="no")
+    assert DePTConfig().init_text_eos is True

@@ -141,3 +141,96 @@ def test_missing_files_name_the_expected_path(tmp_path):
         get_task("rte").load("dev", data_dir=str(tmp_path), split_rule="random")
     with pytest.raises(ValueError, match="no format 'plain'"):
         get_task("rte").load("dev", data_dir=str(tmp_path), fmt="plain")
+
+
+# ---------------------------------------------------------------- damaged release files
+RTE_HEADER = ["index", "sentence1", "sentence2", "label"]
+
+
+def test_train_file_without_its_label_column_names_the_file_and_the_columns(tmp_path):
+    write_tsv(tmp_path / "RTE" / "train.tsv", RTE_HEADER[:3], [["0", "Dana sleeps.", "Someone sleeps."]])
+    with pytest.raises(ValueError, match=r"train\.tsv has no label column 'label'.*index.*sentence1.*sentence2") as err:
+        get_task("rte").load("train", data_dir=str(tmp_path))
+    assert str(tmp_path / "RTE" / "train.tsv") in str(err.value)
+    mrpc = ["#1 ID", "#2 ID", "#1 String", "#2 String"]  # MRPC's label column is "Quality"
+    write_tsv(tmp_path / "MRPC" / "dev.tsv", mrpc, [["1", "2", "A cat sat .", "A dog ran ."]])
+    with pytest.raises(ValueError, match=r"dev\.tsv has no label column 'Quality'"):
+        get_task("mrpc").load("dev", data_dir=str(tmp_path))
+    # test files of the release have no labels: still read, with empty targets
+    write_tsv(tmp_path / "RTE" / "test.tsv", RTE_HEADER[:3], [["0", "Dana sleeps.", "Someone sleeps."]])
+    (ex,) = get_task("rte").load("test", data_dir=str(tmp_path), split_rule="official")
+    assert ex.target_text == "" and ex.label is None
+
+
+def test_header_only_or_empty_file_has_no_examples(tmp_path):
+    write_tsv(tmp_path / "RTE" / "train.tsv", RTE_HEADER, [])
+    with pytest.raises(ValueError, match=r"train\.tsv has no examples") as err:
+        get_task("rte").load("train", data_dir=str(tmp_path))
+    assert str(tmp_path / "RTE" / "train.tsv") in str(err.value)
+    (tmp_path / "CoLA").mkdir()
+    (tmp_path / "CoLA" / "train.tsv").write_text("")  # headerless format, and empty
+    with pytest.raises(ValueError, match=r"train\.tsv has no examples"):
+        get_task("cola").load("train", data_dir=str(tmp_path))
+    (tmp_path / "BoolQ").mkdir()
+    (tmp_path / "BoolQ" / "train.jsonl").write_text("\n")
+    with pytest.raises(ValueError, match=r"train\.jsonl has no examples"):
+        get_task("boolq").load("train", data_dir=str(tmp_path))
+
+
+def test_ragged_row_names_the_file_and_the_line(tmp_path):
+    write_tsv(tmp_path / "RTE" / "train.tsv", RTE_HEADER,
+              [["0", "Dana sleeps.", "Someone sleeps.", "entailment"], ["1", "Dana sleeps."]])
+    with pytest.raises(ValueError, match=r"train\.tsv, line 3: 2 fields, the header has 4") as err:
+        get_task("rte").load("train", data_dir=str(tmp_path))
+    assert str(tmp_path / "RTE" / "train.tsv") in str(err.value)
+    write_tsv(tmp_path / "CoLA" / "train.tsv", None, COLA_ROWS[:2] + [["gj04", "1", "The book was read."]])
+    with pytest.raises(ValueError, match=r"train\.tsv, line 3: 3 fields, .*4"):
+        get_task("cola").load("train", data_dir=str(tmp_path))
+
+
+def test_official_quirks_still_read(glue_dir):
+    """CoLA's headerless train/dev files and its test file with a header, MNLI's columns, MRPC's byte-order
+    mark; quotes are text, not quoting."""
+    write_tsv(glue_dir / "SST-2" / "train.tsv", ["sentence", "label"],
+              [['"a gorgeous " film', "1"], ["it 's \"bad", "0"]])
+    rows = get_task("sst2").load("train", data_dir=str(glue_dir), split_rule="official")
+    assert [e.input_text for e in rows] == ['sst2 sentence: "a gorgeous " film', 'sst2 sentence: it \'s "bad']
+    assert len(get_task("cola").load("train", data_dir=str(glue_dir))) == 4
+    assert get_task("cola").load("test", data_dir=str(glue_dir), split_rule="official")[0].target_text == ""
+    mnli = get_task("mnli").load("dev", data_dir=str(glue_dir), split_rule="official")
+    assert mnli[0].target_text == "entailment"
+    # MRPC's release files begin with a UTF-8 byte-order mark before "Quality"
+    mrpc = glue_dir / "MRPC" / "train.tsv"
+    mrpc.write_bytes(b"\xef\xbb\xbf" + mrpc.read_bytes())
+    (ex,) = get_task("mrpc").load("train", data_dir=str(glue_dir))
+    assert ex.target_text == "equivalent" and ex.input_text == "mrpc sentence1: He said so . sentence2: So he said ."
+
+
+def test_superglue_record_without_a_field_or_label_names_the_file_and_line(tmp_path):
+    write_jsonl(tmp_path / "BoolQ" / "train.jsonl", [{"question": "is it", "passage": "It is.", "label": True},
+                                                      {"question": "is it", "label": False}])
+    with pytest.raises(ValueError, match=r"train\.jsonl, line 2: no 'passage'"):
+        get_task("boolq").load("train", data_dir=str(tmp_path))
+    write_jsonl(tmp_path / "BoolQ" / "train.jsonl", [{"question": "is it", "passage": "It is."}])
+    with pytest.raises(ValueError, match=r"train\.jsonl, line 1: no 'label'"):
+        get_task("boolq").load("train", data_dir=str(tmp_path))
+    write_jsonl(tmp_path / "BoolQ" / "test.jsonl", [{"question": "is it", "passage": "It is.", "idx": 0}])
+    (ex,) = get_task("boolq").load("test", data_dir=str(tmp_path), split_rule="official")
+    assert ex.target_text == ""
+    (tmp_path / "BoolQ" / "val.jsonl").write_text('{"question": "is it", "passage": \n')
+    with pytest.raises(ValueError, match=r"val\.jsonl, line 1: not valid JSON"):
+        get_task("boolq").load("dev", data_dir=str(tmp_path))
+
+
+def test_qqp_skips_rows_cut_short_with_one_warning(tmp_path):
+    """The QQP release has a few rows with missing fields (readers of that file skip them); dept-vl skips
+    them too, says how many, and keeps every whole row."""
+    from dept_vl.tasks import get_task
+
+    header = "id\tqid1\tqid2\tquestion1\tquestion2\tis_duplicate\n"
+    rows = ["1\t1\t2\twhat is a?\twhat is b?\t0\n", "2\t3\t4\tbroken row\n", "3\t5\t6\thow to x?\thow do I x?\t1\n"]
+    (tmp_path / "train.tsv").write_text(header + "".join(rows))
+    (tmp_path / "dev.tsv").write_text(header + rows[0] + rows[2])
+    with pytest.warns(UserWarning, match="skipped 1 rows .*line 3"):
+        examples = get_task("qqp").load("train", data_dir=str(tmp_path), split_rule="official")
+    assert [e.label for e in examples] == ["not_duplicate", "duplicate"]

@@ -98,3 +98,81 @@ def test_coco_karpathy_examples(tmp_path, monkeypatch):
     assert "meteor" not in scores
     with pytest.raises(ValueError, match="dataset_coco.json"):
         task.load("test", data_dir=str(tmp_path))
+
+
+# ---------------------------------------------------------------- damaged files name file, record and field
+def _rewrite(path, edit):
+    data = json.loads(path.read_text())
+    edit(data)
+    path.write_text(json.dumps(data))
+
+
+def test_vqa_v2_missing_fields_name_the_file_the_question_and_the_field(vqa_dir):
+    task = get_task("vqa_v2")
+    questions = vqa_dir / "v2_OpenEnded_mscoco_train2014_questions.json"
+    annotations = vqa_dir / "v2_mscoco_train2014_annotations.json"
+    _rewrite(questions, lambda d: d["questions"][0].pop("question"))
+    with pytest.raises(ValueError, match=r"questions\.json.*question 1001 has no 'question'") as err:
+        task.load("train", data_dir=str(vqa_dir))
+    assert str(questions) in str(err.value)
+    _rewrite(questions, lambda d: d["questions"][0].update(question="What color is the bus?"))
+    _rewrite(annotations, lambda d: d["annotations"][0].pop("answers"))
+    with pytest.raises(ValueError, match=r"annotations\.json.*question 1001 has no 'answers'") as err:
+        task.load("train", data_dir=str(vqa_dir))
+    assert str(annotations) in str(err.value)
+    _rewrite(annotations, lambda d: d.pop("annotations"))
+    with pytest.raises(ValueError, match="no 'annotations' list"):
+        task.load("train", data_dir=str(vqa_dir))
+
+
+def test_vqa_v2_annotations_without_a_question_are_counted_in_one_warning(vqa_dir):
+    annotations = vqa_dir / "v2_mscoco_val2014_annotations.json"
+
+    def orphans(data):
+        for qid in (9001, 9002, 9003):
+            data["annotations"].append({**data["annotations"][0], "question_id": qid})
+
+    _rewrite(annotations, orphans)
+    with pytest.warns(UserWarning) as caught:
+        dev = get_task("vqa_v2").load("dev", data_dir=str(vqa_dir))
+    assert len(dev) == 3
+    messages = [str(w.message) for w in caught]
+    assert len(messages) == 1, messages
+    assert "3 annotations" in messages[0] and str(annotations) in messages[0]
+
+
+@pytest.mark.parametrize("missing", ["question", "answer", "imageId"])
+def test_gqa_missing_fields_name_the_file_the_question_and_the_field(tmp_path, missing):
+    root = tmp_path / "gqa"
+    record = {"imageId": "n1", "question": "Is the sky blue?", "answer": "yes"}
+    root.mkdir()
+    path = root / "train_balanced_questions.json"
+    path.write_text(json.dumps({"201": dict(record), "202": {k: v for k, v in record.items() if k != missing}}))
+    write_image(root / "images" / "n1.jpg")
+    with pytest.raises(ValueError, match=f"question 202 has no '{missing}'") as err:
+        get_task("gqa").load("train", data_dir=str(root))
+    assert str(path) in str(err.value)
+
+
+@pytest.mark.parametrize("missing", ["sentences", "filename"])
+def test_coco_karpathy_missing_fields_name_the_file_the_image_and_the_field(tmp_path, missing):
+    root = tmp_path / "coco"
+    (root / "val2014").mkdir(parents=True)
+    good = {"filepath": "val2014", "filename": "a.jpg", "cocoid": 3, "split": "test", "sentences": [{"raw": "A bus."}]}
+    bad = {k: v for k, v in {**good, "cocoid": 4, "filename": "b.jpg"}.items() if k != missing}
+    path = root / "dataset_coco.json"
+    path.write_text(json.dumps({"images": [good, bad]}))
+    with pytest.raises(ValueError, match=f"image 4 has no '{missing}'") as err:
+        get_task("coco_captions").load("test", data_dir=str(root))
+    assert str(path) in str(err.value)
+
+
+def test_coco_karpathy_image_without_captions_is_a_clear_error(tmp_path):
+    root = tmp_path / "coco"
+    (root / "val2014").mkdir(parents=True)
+    path = root / "dataset_coco.json"
+    path.write_text(json.dumps({"images": [{"filepath": "val2014", "filename": "a.jpg", "cocoid": 3,
+                                            "split": "test", "sentences": []}]}))
+    with pytest.raises(ValueError, match="image 3 has no captions") as err:
+        get_task("coco_captions").load("test", data_dir=str(root))
+    assert str(path) in str(err.value)

@@ -14,6 +14,10 @@ seed 42: small sets (CoLA, RTE, MRPC, STS-B, BoolQ, CB) split their validation s
 validation set as test; MNLI uses validation_mismatched as dev and validation_matched as test.
 ``"official"`` maps train/dev/test to the released train/validation/test (test labels are hidden:
 targets empty, label None).
+
+Local files (``data_dir``, ``~`` expanded) are checked as they are read: a train or validation file
+without its label column, a file with no examples and a row with fewer fields than the header are
+ValueErrors naming the file (and the line).
 """
 
 from __future__ import annotations
@@ -54,6 +58,7 @@ class TextTaskSpec:
     local_dir: str  # folder name in the official release (CoLA, BoolQ...)
     local_columns: dict[str, str] = field(default_factory=dict)
     local_label_map: dict[str, int] = field(default_factory=dict)
+    skip_short_rows: bool = False  # QQP's release has a few rows cut short: skip them with one warning
     headerless_columns: tuple[str, ...] = ()  # CoLA's train/dev files have no header row
     description: str = ""
 
@@ -73,12 +78,13 @@ def _local_file(spec: TextTaskSpec, source_split: str) -> str:
             "test_matched": "test_matched.tsv"}[source_split]
 
 
-def _find_local(spec: TextTaskSpec, data_dir: str, source_split: str) -> Path:
+def _find_local(spec: TextTaskSpec, data_dir: str | Path, source_split: str) -> Path:
     name = _local_file(spec, source_split)
-    for folder in (Path(data_dir), Path(data_dir) / spec.local_dir):
+    root = Path(data_dir).expanduser()
+    for folder in (root, root / spec.local_dir):
         if (folder / name).is_file():
             return folder / name
-    raise ValueError(f"{spec.name}: no {name} in {data_dir} or {Path(data_dir) / spec.local_dir}; "
+    raise ValueError(f"{spec.name}: no {name} in {root} or {root / spec.local_dir}; "
                      f"data_dir must hold the official {spec.benchmark.upper()} release files "
                      f"(e.g. {spec.local_dir}/{name})")
 
@@ -100,36 +106,77 @@ def _convert_label(spec: TextTaskSpec, raw: Any) -> int | float | None:
                          f"{sorted(spec.local_label_map) or 'label indices'}") from None
 
 
-def _read_tsv(spec: TextTaskSpec, path: Path) -> list[dict[str, Any]]:
-    with open(path, encoding="utf-8", newline="") as f:
-        rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+def _no_examples(spec: TextTaskSpec, path: Path) -> ValueError:
+    return ValueError(f"{spec.name}: {path} has no examples; the file is empty or cut short, download the "
+                      f"official {spec.benchmark.upper()} release again")
+
+
+def _read_tsv(spec: TextTaskSpec, path: Path, labelled: bool = True) -> list[dict[str, Any]]:
+    """Rows of a GLUE TSV file (tabs only: quotes are text, as in the release). ``labelled``: a train or
+    validation file, which must have the label column (the release's test files have none)."""
+    with open(path, encoding="utf-8-sig", newline="") as f:  # -sig: MRPC's files start with a byte-order mark
+        reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
+        rows = [(reader.line_num, row) for row in reader if row]  # (line number, fields); blank lines skipped
     wanted = {col: spec.local_columns.get(col, col) for _, col in spec.fields}
-    if rows and all(name in rows[0] for name in wanted.values()):
-        header, body = rows[0], rows[1:]
+    if rows and all(name in rows[0][1] for name in wanted.values()):
+        header, body = rows[0][1], rows[1:]
     elif spec.headerless_columns:
         header, body = list(spec.headerless_columns), rows
+    elif not rows:
+        raise _no_examples(spec, path)
     else:
         raise ValueError(f"{path}: expected a header row with columns {sorted(wanted.values())}")
     label_col = spec.local_columns.get("label", "label")
-    out = []
-    for i, row in enumerate(body):
+    if labelled and label_col not in header:
+        raise ValueError(f"{spec.name}: {path} has no label column {label_col!r} (its columns: {header}); "
+                         f"a train or validation file of the {spec.benchmark.upper()} release has one")
+    if not body:
+        raise _no_examples(spec, path)
+    out, skipped = [], []
+    for i, (line, row) in enumerate(body):
+        if len(row) < len(header):
+            if spec.skip_short_rows:
+                skipped.append(line)
+                continue
+            raise ValueError(f"{spec.name}: {path}, line {line}: {len(row)} fields, the header has {len(header)} "
+                             f"({', '.join(header)}); the row is cut short or has a missing tab, fix or remove it")
         record = dict(zip(header, row))
         item = {col: record.get(tsv_col, "") for col, tsv_col in wanted.items()}
         item["label"] = _convert_label(spec, record.get(label_col))
         item["idx"] = i
         out.append(item)
+    if skipped:
+        import warnings
+
+        warnings.warn(f"{spec.name}: skipped {len(skipped)} rows of {path} with fewer fields than its header "
+                      f"(first at line {skipped[0]}), as the GLUE release's {spec.local_dir} has such rows", stacklevel=2)
     return out
 
 
-def _read_jsonl(spec: TextTaskSpec, path: Path) -> list[dict[str, Any]]:
+def _read_jsonl(spec: TextTaskSpec, path: Path, labelled: bool = True) -> list[dict[str, Any]]:
+    """Records of a SuperGLUE JSONL file; ``labelled``: a train or validation file, whose records need ``label``."""
     out = []
-    with open(path, encoding="utf-8") as f:
-        for i, line in enumerate(x for x in f if x.strip()):
+    with open(path, encoding="utf-8-sig") as f:
+        lines = [(number, line) for number, line in enumerate(f, start=1) if line.strip()]
+    for i, (number, line) in enumerate(lines):
+        try:
             record = json.loads(line)
-            item = {col: record[col] for _, col in spec.fields}
-            item["label"] = _convert_label(spec, record.get("label"))
-            item["idx"] = record.get("idx", i)
-            out.append(item)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{spec.name}: {path}, line {number}: not valid JSON ({error}); "
+                             "the file is damaged, download it again") from None
+        if not isinstance(record, dict):
+            raise ValueError(f"{spec.name}: {path}, line {number}: expected a JSON object, got {type(record).__name__}")
+        needed = [col for _, col in spec.fields] + (["label"] if labelled else [])
+        missing = [col for col in needed if col not in record]
+        if missing:
+            raise ValueError(f"{spec.name}: {path}, line {number}: no {missing[0]!r} field (its fields: "
+                             f"{sorted(record)}); is it the official {spec.benchmark.upper()} release file?")
+        item = {col: record[col] for _, col in spec.fields}
+        item["label"] = _convert_label(spec, record.get("label"))
+        item["idx"] = record.get("idx", i)
+        out.append(item)
+    if not out:
+        raise _no_examples(spec, path)
     return out
 
 
@@ -221,7 +268,8 @@ def make_text_task(spec: TextTaskSpec, scorer: Scorer, headline_metric: str) -> 
             reader = _read_jsonl if spec.benchmark == "superglue" else _read_tsv
 
             def read(source_split: str) -> list[dict]:
-                return reader(spec, _find_local(spec, data_dir, source_split))
+                labelled = not source_split.startswith("test")  # the release's test files have no labels
+                return reader(spec, _find_local(spec, data_dir, source_split), labelled)
         else:
             def read(source_split: str) -> list[dict]:
                 return _read_hf(spec, source_split, options.get("hf_path", spec.hf_path),

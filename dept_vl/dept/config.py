@@ -22,6 +22,8 @@ class DePTConfig:
     alpha: float = field(default=8.0, metadata={"help": "the offset is scaled by alpha / sqrt(r)"})
     init: str = field(default="vocab", metadata={"help": "prompt init: 'text', 'vocab' (random vocabulary tokens) or 'random'"})
     init_text: str | None = field(default=None, metadata={"help": "text whose token embeddings initialise the prompt (init='text')"})
+    init_text_eos: bool = field(default=True, metadata={"help": "keep the tokenizer's end-of-sequence token in the repeated init text, "
+                                                                "as the reference code does (init='text'); false drops it"})
     init_vocab_size: int = field(default=5000, metadata={"help": "init='vocab' samples token ids below this (frequent tokens)"})
     lr_prompt: float = field(default=0.3, metadata={"help": "learning rate of the soft prompt"})
     lr_lowrank: float = field(default=1e-4, metadata={"help": "learning rate of A and B"})
@@ -50,6 +52,7 @@ class DePTConfig:
         need(self.init in INIT_CHOICES, "init", f"unknown init; choose one of {', '.join(INIT_CHOICES)}")
         if self.init == "text":
             need(bool(self.init_text), "init_text", "init='text' needs a non-empty init_text")
+        need(isinstance(self.init_text_eos, bool), "init_text_eos", "must be true or false")
         for name in ("lr_prompt", "lr_lowrank", "lr_modules", "weight_decay", "alpha"):
             value = getattr(self, name)
             need(isinstance(value, (int, float)) and not isinstance(value, bool), name, "must be a number (e.g. 1e-4)")

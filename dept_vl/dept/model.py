@@ -78,9 +78,13 @@ class DePTModel(nn.Module):
         else:
             if tokenizer is None:
                 raise ValueError("DePTConfig.init='text' needs a tokenizer: DePTModel(base, config, tokenizer=...) or use init='vocab'")
-            token_ids = tokenizer(cfg.init_text, add_special_tokens=False)["input_ids"]
+            token_ids = list(tokenizer(cfg.init_text, add_special_tokens=False)["input_ids"])
             if not token_ids:
                 raise ValueError(f"DePTConfig.init_text={cfg.init_text!r} tokenises to nothing; give a longer text")
+            eos = getattr(tokenizer, "eos_token_id", None)
+            if cfg.init_text_eos and eos is not None:
+                # the reference code repeats tokenizer(init_text)["input_ids"], which ends with eos (T5)
+                token_ids.append(int(eos))
             ids = torch.tensor((token_ids * math.ceil(m / len(token_ids)))[:m])
         return embedding(ids.to(embedding.weight.device)).detach().float().cpu()
 

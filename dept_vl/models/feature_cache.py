@@ -27,11 +27,11 @@ class VisionFeatureCache:
     the same logits as computing them on the fly.
 
     Args:
-        directory: where shards are written and read; None keeps the cache in memory only.
+        directory: where shards are written and read (``~`` is expanded); None keeps the cache in memory only.
     """
 
     def __init__(self, directory: str | Path | None = None):
-        self.directory = Path(directory) if directory is not None else None
+        self.directory = Path(directory).expanduser() if directory is not None else None
         self._store: dict[str, dict[str, torch.Tensor]] = {}  # feature key -> image id -> (N, width)
         self.hits = 0
         self.misses = 0
