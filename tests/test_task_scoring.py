@@ -26,3 +26,17 @@ def test_vqa_v2_is_official_and_vqa_v2_vlt5_normalises_the_prediction():
     example = Example(id="q", input_text="vqa: how many?", target_text="2", references=["2"] * 10, meta={"answer_type": "number"})
     assert get_task("vqa_v2").evaluate(["two"], [example])["accuracy"] == 0.0
     assert get_task("vqa_v2_vlt5").evaluate(["two"], [example])["accuracy"] == 1.0
+
+
+def test_evaluate_records_the_caption_tokenizer_its_scores_used(tmp_path):
+    """The synthetic world's captions are scored with the Python PTB port (fixed by its scorer), whatever the machine."""
+    import json
+    from pathlib import Path
+
+    from dept_vl.config import load_config
+    from dept_vl.recipes.evaluate import run_evaluate
+
+    shipped = Path(__file__).resolve().parents[1] / "dept_vl" / "assets" / "backbone-tiny"
+    config = load_config("shapes_adapt", [f"model.backbone={shipped}", "data.eval_size=4", "eval.batch_size=4"])
+    run_evaluate(config, None, "shapes_caption_short", "dev", tmp_path)
+    assert json.loads((tmp_path / "metrics.json").read_text())["caption_tokenizer"] == "ptb-python"

@@ -26,10 +26,11 @@ def run_evaluate(config: RunConfig, adapter: str | Path | None, task: str, split
     metrics, predictions = run.score(model, task, examples, collate)
     result = {"task": task, "split": split, "adapter": str(adapter) if adapter is not None else None,
               "method": saved.method if saved is not None else None, "examples": len(examples), "metrics": metrics}
-    if run.tasks[task].kind == "caption":
+    if run.tasks[task].kind == "caption":  # which PTB tokenizer the caption scores used (a scorer may fix one)
         from dept_vl.metrics import caption_tokenizer_name
 
-        result["caption_tokenizer"] = caption_tokenizer_name()  # which PTB tokenizer the caption scores used
+        chosen = getattr(run.tasks[task].scorer, "keywords", {}).get("tokenizer", "auto")
+        result["caption_tokenizer"] = caption_tokenizer_name(chosen)
     if out is not None and run.accelerator.is_main_process:
         out = Path(out)
         write_predictions(out / "predictions.jsonl", examples, predictions)
