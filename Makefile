@@ -16,8 +16,8 @@ $(STAMP): $(BIN)/python pyproject.toml
 
 install: $(STAMP)
 
-demo: $(STAMP)
-	$(BIN)/dept-vl demo $(DEMO_ARGS)
+demo: $(STAMP)  # replaces the previous demo run in runs/demo
+	$(BIN)/dept-vl demo --overwrite $(DEMO_ARGS)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 from typing import Callable
@@ -10,9 +11,26 @@ from typing import Callable
 Handler = Callable[[argparse.Namespace], int]
 
 
+OVERRIDE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*=")  # key=value, anywhere on the command line
+ONE_VALUE_OPTIONS = {"--config", "--task", "--source", "--adapter", "--out", "--split", "--size"}
+
+
 def _overrides(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="a YAML recipe: a file or a name from configs/ (e.g. shapes_pretrain)")
-    p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.max_steps=200 dept.rank=8")
+    p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.max_steps=200 dept.rank=8 (any position)")
+    p.add_argument("--overwrite", action="store_true", help="replace the run already in the output folder (refused otherwise)")
+
+
+def split_overrides(argv: list[str]) -> tuple[list[str], list[str]]:
+    """(the other arguments, the key=value overrides): overrides may come anywhere, also after a list option
+    such as ``--seeds 0 1``, except as the value of a one-value option (``--source a=b`` stays a path)."""
+    rest, overrides = [], []
+    for i, token in enumerate(argv):
+        if OVERRIDE.match(token) and not (i and argv[i - 1] in ONE_VALUE_OPTIONS):
+            overrides.append(token)
+        else:
+            rest.append(token)
+    return rest, overrides
 
 
 def _load(args: argparse.Namespace, extra: list[str] | None = None, default_config: str | None = None):
@@ -25,7 +43,7 @@ def _load(args: argparse.Namespace, extra: list[str] | None = None, default_conf
 def _pretrain(args: argparse.Namespace) -> int:
     from dept_vl.recipes.pretrain import run_pretrain
 
-    run_pretrain(_load(args), resume=args.resume)
+    run_pretrain(_load(args), resume=args.resume, overwrite=args.overwrite)
     return 0
 
 
@@ -37,7 +55,7 @@ def _adapt(args: argparse.Namespace) -> int:
         value = getattr(args, key)
         if value is not None:
             extra.append(f"adapt.{key}={'[' + ','.join(map(str, value)) + ']' if isinstance(value, list) else value}")
-    result = run_adapt(_load(args, extra))
+    result = run_adapt(_load(args, extra), resume=args.resume, overwrite=args.overwrite)
     for row in result["summary"]:
         print(f"{row['task']:>20} k={row['k']:<3} {row['method']:<14} {row['metric']} {row['mean']:.4f} ± {row['std']:.4f}")
     print(f"results: {Path(result['output_dir']) / 'results.json'}")
@@ -48,7 +66,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     from dept_vl.recipes.evaluate import run_evaluate
 
     saved = Path(args.adapter) / "run_config.yaml"  # the config the adapter was trained with, when it has one
-    run_evaluate(_load(args, default_config=str(saved) if saved.is_file() else None), args.adapter, args.task, args.split, args.out)
+    run_evaluate(_load(args, default_config=str(saved) if saved.is_file() else None), args.adapter, args.task, args.split,
+                 args.out, size=args.size, overwrite=args.overwrite)
     return 0
 
 
@@ -57,7 +76,7 @@ def _demo(args: argparse.Namespace) -> int:
     from dept_vl.demo.run import DemoSettings, run_demo
 
     settings = DemoSettings.fast(args.out) if args.fast else DemoSettings(out=args.out)
-    settings.rebuild_backbone = args.rebuild_backbone
+    settings.rebuild_backbone, settings.overwrite = args.rebuild_backbone, args.overwrite
     run_demo(settings, full=args.full)
     return 0
 
@@ -116,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--k", nargs="+", type=int, help="shots: per class for classification, in total otherwise")
     p.add_argument("--seeds", nargs="+", type=int)
     p.add_argument("--transfer", nargs="+", choices=["prompt", "lowrank", "modules"], help="which source parts to transfer")
+    p.add_argument("--resume", action="store_true", help="continue the sweep in output_dir: finished runs are kept and skipped")
 
     p = add("evaluate", "evaluate an adapter on a task split and write its predictions", _evaluate)
     _overrides(p)
@@ -123,12 +143,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", required=True)
     p.add_argument("--split", default="test", choices=["train", "dev", "test"])
     p.add_argument("--out", required=True, help="folder for predictions.jsonl and metrics.json")
+    p.add_argument("--size", type=int, help="score this many examples (a fixed random subset); default: the whole split")
 
     p = add("demo", "run the offline demo: source pretraining, k-shot transfer, report", _demo)
     p.add_argument("--out", default="runs/demo", help="run folder (report.md, results.json, plots/)")
     p.add_argument("--fast", action="store_true", help="a smoke version: every stage at tiny sizes (seconds)")
     p.add_argument("--full", action="store_true", help="every target task of the synthetic world")
     p.add_argument("--rebuild-backbone", action="store_true", help="retrain the frozen backbone into the cache instead of using the shipped one")
+    p.add_argument("--overwrite", action="store_true", help="replace the demo run already in --out (refused otherwise)")
 
     p = add("import-official", "convert a checkpoint released with the DePT paper to a dept-vl adapter", _import_official)
     p.add_argument("directory", help="folder with adapter_config.json and adapter_model.bin (a released DePT checkpoint)")
@@ -147,7 +169,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    rest, overrides = split_overrides(list(sys.argv[1:] if argv is None else argv))
+    args = parser.parse_args(rest)
+    if overrides:
+        if not hasattr(args, "overrides"):
+            parser.error(f"{args.command} takes no key=value overrides (got {overrides[0]!r})")
+        args.overrides = list(args.overrides) + overrides
     try:
         return int(args.handler(args) or 0)
     except (ValueError, FileNotFoundError) as error:

@@ -199,7 +199,7 @@ def test_each_prediction_is_the_generation_for_its_own_input(source, tmp_path):
     from dept_vl.tasks import get_task
 
     config = load_config("shapes_adapt", COMMON + ["data.eval_size=12", "eval.batch_size=5"])
-    run_evaluate(config, source, "shapes_caption_short", "dev", tmp_path)
+    run_evaluate(config, source, "shapes_caption_short", "dev", tmp_path, size=12)
     rows = [json.loads(line) for line in (tmp_path / "predictions.jsonl").read_text().splitlines()]
     examples = {e.id: e for e in get_task("shapes_caption_short").load("dev", fmt="shifted", size=1000)}
     base = load_backbone(SHIPPED)

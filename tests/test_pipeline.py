@@ -59,7 +59,7 @@ def test_adapt_then_evaluate_from_the_command_line(source, tmp_path):
     assert len(preds) == 12 and {"id", "input", "prediction", "reference"} <= set(preds[0])
 
     ev = tmp_path / "eval"
-    assert cli(["evaluate", *TINY, "--adapter", str(source / "adapter"), "--task", "shapes_color", "--split", "dev", "--out", str(ev)]) == 0
+    assert cli(["evaluate", *TINY, "--adapter", str(source / "adapter"), "--task", "shapes_color", "--split", "dev", "--size", "12", "--out", str(ev)]) == 0
     result = json.loads((ev / "metrics.json").read_text())
     assert result["examples"] == 12 and 0 <= result["metrics"]["headline"] <= 1
     assert len((ev / "predictions.jsonl").read_text().splitlines()) == 12
@@ -227,7 +227,7 @@ def test_two_processes_resume_exactly_and_evaluate_like_one(source, tmp_path):
     assert not torch.equal(a["prompt"], load_file(source / "last" / "adapter_model.safetensors")["prompt"])  # two processes: other batches
 
     ev_args = ["evaluate", *TINY, "data.eval_size=13", "eval.batch_size=4", "--adapter", str(source / "adapter"),
-               "--task", "shapes_color", "--split", "dev"]
+               "--task", "shapes_color", "--split", "dev", "--size", "13"]
     run(ev_args + ["--out", str(tmp_path / "e2")])
     assert cli(ev_args + ["--out", str(tmp_path / "e1")]) == 0
     one = json.loads((tmp_path / "e1" / "metrics.json").read_text())

@@ -41,6 +41,7 @@ class DemoSettings:
     target_eval_size: int = 1000
     target_pool_size: int = 2000
     rebuild_backbone: bool = False
+    overwrite: bool = False  # replace a previous demo run in ``out`` (refused otherwise)
 
     @classmethod
     def fast(cls, out: str) -> "DemoSettings":
@@ -54,15 +55,17 @@ def _recipe(name: str, overrides: list[str]) -> RunConfig:
 
 
 def run_demo(settings: DemoSettings, full: bool = False) -> dict[str, Any]:
-    from dept_vl.demo.backbone import resolve_backbone
+    from dept_vl.demo.backbone import SHIPPED, resolve_backbone
     from dept_vl.demo.report import write_report
     from dept_vl.recipes.adapt import run_adapt
     from dept_vl.recipes.pretrain import run_pretrain
     from dept_vl.report.results import RECORD_FIELDS
     from dept_vl.tasks import get_task, list_tasks
 
+    from dept_vl.train.outdir import claim_output_dir
+
     out = Path(settings.out)
-    out.mkdir(parents=True, exist_ok=True)
+    folder = claim_output_dir(out, overwrite=settings.overwrite)  # a previous demo in ``out`` is kept unless --overwrite
     timings: dict[str, float] = {}
     targets = [n for n in list_tasks() if get_task(n).family == "shapes" and get_task(n).role == "target"] if full else settings.targets
 
@@ -76,7 +79,8 @@ def run_demo(settings: DemoSettings, full: bool = False) -> dict[str, Any]:
     print("[2/5] the frozen backbone")
     backbone = resolve_backbone(settings.rebuild_backbone)
     timings["backbone"] = time.perf_counter() - t
-    common = [f"model.backbone={backbone}"]
+    # the shipped backbone by its portable name, so saved run configs work in any checkout or install
+    common = [f"model.backbone={'shipped:' + backbone.name if backbone == SHIPPED else backbone}"]
 
     sources = {}
     for label, method in SOURCES.items():
@@ -139,6 +143,7 @@ def run_demo(settings: DemoSettings, full: bool = False) -> dict[str, Any]:
     write_json_atomic(out / "timings.json", timings)
     print(report["headline"])
     print(f"report: {out / 'report.md'}   results: {out / 'results.json'}   plots: {out / 'plots'}")
+    folder.release()
     return {"records": public, "timings": timings, "report": report}
 
 
@@ -150,7 +155,6 @@ def zero_shot_scores(task_name: str, backbone: Path, source_adapter: Path, setti
     scores = {}
     for label, fmt, adapter in (("plain, no adapter", "plain", None), ("shifted, no adapter", "shifted", None),
                                 ("shifted, source adapter", "shifted", source_adapter)):
-        config = _recipe("shapes_adapt", [f"model.backbone={backbone}", f"data.format={fmt}",
-                                          f"data.eval_size={settings.target_eval_size}"])
-        scores[label] = run_evaluate(config, adapter, task_name, "test")["metrics"]["headline"]
+        config = _recipe("shapes_adapt", [f"model.backbone={backbone}", f"data.format={fmt}"])
+        scores[label] = run_evaluate(config, adapter, task_name, "test", size=settings.target_eval_size)["metrics"]["headline"]
     return scores

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -9,23 +10,32 @@ from dept_vl.adapter import read_adapter
 from dept_vl.config import RunConfig
 from dept_vl.io import write_json_atomic
 from dept_vl.methods import get_method
+from dept_vl.train.outdir import claim_output_dir
 from dept_vl.train.predict import write_predictions
 from dept_vl.train.run import Run
 
 
-def run_evaluate(config: RunConfig, adapter: str | Path | None, task: str, split: str, out: str | Path | None = None) -> dict[str, Any]:
+def run_evaluate(config: RunConfig, adapter: str | Path | None, task: str, split: str, out: str | Path | None = None,
+                 size: int | None = None, overwrite: bool = False) -> dict[str, Any]:
     """Score ``adapter`` (its method is read from the folder; None: the frozen backbone alone) on ``task``'s
-    ``split``; with ``out``, write ``predictions.jsonl`` and ``metrics.json`` there."""
+    ``split``, every example unless ``size`` asks for a fixed random subset; with ``out`` (checked and locked
+    first: a folder holding another run is refused unless ``overwrite``), write ``predictions.jsonl`` and
+    ``metrics.json`` there."""
+    if size is not None and size < 1:
+        raise ValueError(f"size={size}: must be >= 1 (or left out to score the whole split)")
+    folder = claim_output_dir(out, overwrite=overwrite, main_process=int(os.environ.get("RANK", "0")) == 0) if out is not None else None
     saved = read_adapter(adapter) if adapter is not None else None
     if saved is not None:
         config = get_method(saved.method).for_adapter(config, saved)
     run = Run.setup(config, [task], method=saved.method if saved is not None else None)
-    examples = run.load(task, split, config.data.eval_size)
+    examples = run.load(task, split, size)
+    total = len(run.load(task, split, None)) if size is not None else len(examples)
     model = run.load_adapter(saved) if saved is not None else run.base
     collate = run.collator([examples])
     metrics, predictions = run.score(model, task, examples, collate)
     result = {"task": task, "split": split, "adapter": str(adapter) if adapter is not None else None,
-              "method": saved.method if saved is not None else None, "examples": len(examples), "metrics": metrics}
+              "method": saved.method if saved is not None else None, "examples": len(examples), "split_size": total,
+              "metrics": metrics}
     if run.tasks[task].kind == "caption":  # which PTB tokenizer the caption scores used (a scorer may fix one)
         from dept_vl.metrics import caption_tokenizer_name
 
@@ -36,5 +46,7 @@ def run_evaluate(config: RunConfig, adapter: str | Path | None, task: str, split
         write_predictions(out / "predictions.jsonl", examples, predictions)
         write_json_atomic(out / "metrics.json", result)
         run.accelerator.print(f"{task} {split}: {run.tasks[task].headline_metric} {metrics['headline']:.4f} "
-                              f"({len(examples)} examples) -> {out}")
+                              f"(scored {len(examples)} of {total} examples) -> {out}")
+    if folder is not None:
+        folder.release()
     return result

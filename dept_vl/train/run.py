@@ -8,6 +8,7 @@ seconds, before anything is loaded or trained.
 from __future__ import annotations
 
 import random
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -36,9 +37,47 @@ def seed_everything(seed: int) -> None:
         torch.cuda.manual_seed_all(seed)
 
 
+SHIPPED_PREFIX = "shipped:"  # model.backbone=shipped:<name> is a backbone folder in dept_vl/assets (portable in saved configs)
+ASSETS = Path(__file__).resolve().parents[1] / "assets"
+
+
+def backbone_folder(value: str) -> Path:
+    """The folder ``model.backbone`` names: ``shipped:<name>`` (dept_vl/assets/<name>) or a path (``~`` expanded).
+
+    Raises:
+        FileNotFoundError: no such folder, naming it and the setting to change.
+    """
+    folder = ASSETS / value.removeprefix(SHIPPED_PREFIX) if value.startswith(SHIPPED_PREFIX) else Path(value).expanduser()
+    if not folder.is_dir():
+        shipped = ", ".join(SHIPPED_PREFIX + p.name for p in sorted(ASSETS.iterdir()) if p.is_dir())
+        raise FileNotFoundError(f"model.backbone={value!r}: no folder {folder}; set model.backbone=<a saved backbone folder> "
+                                f"or one of the shipped ones ({shipped})")
+    return folder
+
+
+def required_packages(tasks: dict[str, Task], config: RunConfig) -> dict[str, str]:
+    """Optional packages the run will need, by package: what needs it (checked before anything trains)."""
+    needs = {}
+    for name, task in tasks.items():
+        if task.kind == "caption":
+            needs.setdefault("pycocoevalcap", f"the caption metrics of {name}")
+        if task.family in ("glue", "superglue") and config.data.data_dir is None:
+            needs.setdefault("datasets", f"loading {name} from the Hugging Face hub (or set data.data_dir to the release files)")
+    return needs
+
+
 def check_run(config: RunConfig, method: Method, tasks: dict[str, Task]) -> None:
-    """The checks that need the registries (methods, tasks): the config's own values are checked when it loads."""
+    """The checks that need the registries (methods, tasks) or the machine; the config's own values are checked
+    when it loads. Fails before any data or weight is loaded."""
+    import importlib.util
+
     method.check(config)
+    missing = {pkg: why for pkg, why in required_packages(tasks, config).items() if importlib.util.find_spec(pkg) is None}
+    if missing:
+        raise ValueError("this run needs " + "; ".join(f"the package {pkg} ({why})" for pkg, why in missing.items())
+                         + f": pip install {' '.join(missing)}")
+    if config.model.backbone:
+        backbone_folder(config.model.backbone)
     fmt = config.data.format
     if fmt != "default" and not any(fmt in t.formats for t in tasks.values()):
         formats = "; ".join(f"{n}: {', '.join(t.formats)}" for n, t in tasks.items())
@@ -116,7 +155,7 @@ class Run:
 
         cfg = self.config.model
         seed_everything(self.config.train.seed)
-        model = load_backbone(Path(cfg.backbone).expanduser()) if cfg.backbone else build_vl_model(cfg.preset)
+        model = load_backbone(backbone_folder(cfg.backbone)) if cfg.backbone else build_vl_model(cfg.preset)
         device = self.accelerator.device
         return model.to(device=device, dtype=self.method.base_dtype(self.config, device))
 
@@ -149,7 +188,12 @@ class Run:
     def score(self, model: nn.Module, task: str, examples: Sequence[Example], collate: Collator) -> tuple[dict[str, float], list[str]]:
         """The task's metrics of ``model`` on ``examples`` (with ``headline``), and the predictions."""
         predictions = self.predict(model, task, examples, collate)
-        return self.tasks[task].evaluate(predictions, list(examples)), predictions
+        metrics = self.tasks[task].evaluate(predictions, list(examples))
+        if metrics.get("invalid_rate") == 1.0:
+            warnings.warn(f"every prediction on {task} is invalid (none is a label word): the model has not learned the "
+                          f"output format; is model.backbone set? (model.backbone={self.config.model.backbone!r}, "
+                          f"preset {self.config.model.preset!r}; a preset's random weights know nothing)", stacklevel=2)
+        return metrics, predictions
 
     def evaluate(self, model: nn.Module, splits: dict[str, Sequence[Example]], collate: Collator) -> dict[str, Any]:
         """Every task's metrics on its split (``{task: {...}}``), plus ``mean_headline``."""
