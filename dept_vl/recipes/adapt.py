@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+import os
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from dept_vl.methods import get_method
 from dept_vl.report.results import summarize
 from dept_vl.train.hooks import BestAdapter
 from dept_vl.train.loader import TrainBatches, single_task_plan
+from dept_vl.train.outdir import claim_output_dir
 from dept_vl.train.predict import write_predictions
 from dept_vl.train.run import Run, seed_everything, trainable_count
 
@@ -33,12 +35,14 @@ def source_adapter(config: RunConfig) -> Adapter | None:
     return None if src in (None, "", "none", "None") else read_adapter(src)
 
 
-def run_adapt(config: RunConfig, show_progress: bool = True) -> dict[str, Any]:
-    """Train and test one adapter per (k, seed); returns the records and their summary."""
+def run_adapt(config: RunConfig, show_progress: bool = True, resume: bool = False, overwrite: bool = False) -> dict[str, Any]:
+    """Train and test one adapter per (k, seed); returns the records and their summary. A folder that holds
+    another sweep is refused unless ``resume`` (write into it) or ``overwrite`` (replace it)."""
     if config.train.stop_at:
         raise ValueError(f"train.stop_at={config.train.stop_at} needs a checkpoint folder to stop into; k-shot runs keep "
                          f"none (each is short), so drop train.stop_at")
-    out, task = Path(config.output_dir), config.adapt.task
+    out, task = Path(config.output_dir).expanduser(), config.adapt.task
+    folder = claim_output_dir(out, resume=resume, overwrite=overwrite, main_process=int(os.environ.get("RANK", "0")) == 0)
     # setup: everything that can fail does so before the first run trains
     source = source_adapter(config)  # read (and refused, when it cannot serve) before anything is loaded
     train_config = get_method(config.method).with_source(config, source) if source is not None else config
@@ -88,6 +92,7 @@ def run_adapt(config: RunConfig, show_progress: bool = True) -> dict[str, Any]:
         write_json_atomic(out / "results.json", records)
         write_json_atomic(out / "summary.json", summary)
         write_text_atomic(out / "summary.csv", summary_csv(summary))
+    folder.release()
     return {"records": records, "summary": summary, "output_dir": str(out)}
 
 

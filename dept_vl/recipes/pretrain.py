@@ -6,6 +6,7 @@ Writes into ``output_dir``: ``config.yaml``, ``log.jsonl``, ``checkpoints/``, ``
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -13,13 +14,16 @@ from dept_vl.config import RunConfig
 from dept_vl.io import write_json_atomic
 from dept_vl.train.hooks import BestAdapter
 from dept_vl.train.loader import TrainBatches, mixture_plan
+from dept_vl.train.outdir import claim_output_dir
 from dept_vl.train.run import Run, trainable_count
 
 
-def run_pretrain(config: RunConfig, resume: bool = False, show_progress: bool = True) -> dict[str, Any]:
-    """Train on ``config.data.tasks``; returns the summary also written to ``metrics.json``."""
-    out = Path(config.output_dir)
-    # setup
+def run_pretrain(config: RunConfig, resume: bool = False, show_progress: bool = True, overwrite: bool = False) -> dict[str, Any]:
+    """Train on ``config.data.tasks``; returns the summary also written to ``metrics.json``. A folder that holds
+    another run is refused unless ``resume`` (continue it) or ``overwrite`` (replace it)."""
+    out = Path(config.output_dir).expanduser()
+    # setup: the output folder is claimed (checked, locked) before anything is loaded
+    folder = claim_output_dir(out, resume=resume, overwrite=overwrite, main_process=int(os.environ.get("RANK", "0")) == 0)
     run = Run.setup(config, config.data.tasks)
     train_sets = run.load_splits("train", config.data.train_size)
     dev_sets = run.load_splits("dev", config.data.eval_size)
@@ -60,4 +64,5 @@ def run_pretrain(config: RunConfig, resume: bool = False, show_progress: bool = 
             acc.print(f"stopped at step {result.steps} of {config.train.max_steps}; continue with --resume")
         elif result.best_score is not None:
             acc.print(f"best adapter (mean dev {result.best_score:.4f} at step {result.best_step}): {out / 'adapter'}")
+    folder.release()
     return summary
