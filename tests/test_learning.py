@@ -160,7 +160,7 @@ def test_the_best_adapter_not_the_last_is_restored_saved_and_tested(tmp_path, mo
                                                                    "train.eval_every=1", "data.train_size=60"]), show_progress=False)
     record = result["records"][0]
     assert (record["best_step"], record["dev_score"]) == (2, 0.9)
-    saved = load_file(tmp_path / "runs" / "k2_seed0" / "adapter" / "adapter_model.safetensors")
+    saved = load_file(tmp_path / "runs" / "dept-scratch_k2_seed0" / "adapter" / "adapter_model.safetensors")
     for name, value in saved.items():
         assert torch.equal(value, states[2][name]), name
     assert not torch.equal(saved["prompt"], states[4]["prompt"])  # the last state differs: restoring it would show

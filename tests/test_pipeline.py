@@ -55,7 +55,7 @@ def test_adapt_then_evaluate_from_the_command_line(source, tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert {(s["k"], s["seeds"]) for s in summary} == {(2, 2), (4, 2)}
     assert (out / "summary.csv").read_text().startswith("task,method,k,metric,mean,std,seeds")
-    preds = [json.loads(l) for l in (out / "runs" / "k2_seed0" / "predictions.jsonl").read_text().splitlines()]
+    preds = [json.loads(l) for l in (out / "runs" / "dept-transfer_k2_seed0" / "predictions.jsonl").read_text().splitlines()]
     assert len(preds) == 12 and {"id", "input", "prediction", "reference"} <= set(preds[0])
 
     ev = tmp_path / "eval"
@@ -87,8 +87,8 @@ def test_reference_methods_run_through_the_same_pipeline(tmp_path, method, label
     assert record["method"] == label and 0 <= record["score"] <= 1
     base = Run.setup(cfg, ["shapes_para"]).base
     text_params = sum(p.numel() for p in base.text_model.parameters())
-    reloaded = load_adapter_model(Run.setup(cfg, ["shapes_para"]).base, tmp_path / "runs" / "k2_seed0" / "adapter")
-    assert json.loads((tmp_path / "runs" / "k2_seed0" / "adapter" / "adapter_config.json").read_text())["dept_vl"]["method"] == method
+    reloaded = load_adapter_model(Run.setup(cfg, ["shapes_para"]).base, tmp_path / "runs" / f"{label}_k2_seed0" / "adapter")
+    assert json.loads((tmp_path / "runs" / f"{label}_k2_seed0" / "adapter" / "adapter_config.json").read_text())["dept_vl"]["method"] == method
     assert sum(p.numel() for p in reloaded.adapter_state_dict().values()) == record["trainable_parameters"]
     if method == "lora":  # r * (in + out) per adapted q and v projection: 2 layers x (enc self, dec self, dec cross)
         assert record["trainable_parameters"] == 2 * 3 * 2 * 2 * (64 + 64)

@@ -74,7 +74,7 @@ def _samples(out: Path, records: list[dict], test_size: int, per_task: int = 3) 
         ks = sorted({r["k"] for r in records if r["task"] == task})
         k = headline_k(ks)
         seed = min(r["seed"] for r in records if r["task"] == task)
-        path = out / "adapt" / task / "dept-transfer" / "runs" / f"k{k}_seed{seed}" / "predictions.jsonl"
+        path = out / "adapt" / task / "dept-transfer" / "runs" / f"dept-transfer_k{k}_seed{seed}" / "predictions.jsonl"
         if not path.is_file():
             continue
         rows = [json.loads(line) for line in path.read_text().splitlines()[:per_task]]

@@ -112,7 +112,7 @@ def run_demo(settings: DemoSettings, full: bool = False) -> dict[str, Any]:
                 f"train.warmup_steps={max(1, settings.target_steps // 10)}",
                 f"data.eval_size={settings.target_eval_size}", f"data.train_size={settings.target_pool_size}",
             ])
-            result = run_adapt(cfg, show_progress=False)
+            result = run_adapt(cfg, overwrite=True, show_progress=False)
             for r in result["records"]:
                 r["method"] = arm
             records += result["records"]

@@ -1,18 +1,29 @@
 """Recipe: k-shot adaptation on a target task, from a source adapter or from scratch, for several k and seeds.
 
 Every (k, seed) run draws its own k-shot train and dev sets, trains, keeps its best adapter by the dev
-score, restores it, and is scored on the test split. Writes ``runs/k<k>_seed<s>/`` (``result.json``,
-``predictions.jsonl``, ``adapter/``), ``results.json``, ``summary.json`` and ``summary.csv``.
+score, restores it, and is scored on the test split. Writes ``runs/<label>_k<k>_seed<s>/`` (``result.json``,
+``predictions.jsonl``, ``log.jsonl``, ``config.yaml``, ``adapter/``), ``results.json``, ``summary.json`` and
+``summary.csv``; ``<label>`` is the method's results label (``dept-transfer``, ``pt-scratch``, ...).
+
+The folder accumulates: with ``resume`` a finished run (its ``result.json`` written, same task, label, k, seed
+and settings) is kept and skipped, and ``results.json``/``summary.*`` are rewritten from every finished run
+of the folder after each run, so a killed sweep keeps what it finished and ``--resume`` runs only the rest.
 """
 
 from __future__ import annotations
 
 import csv
 import dataclasses
+import hashlib
 import io
+import json
 import os
+import shutil
+import sys
 from pathlib import Path
 from typing import Any
+
+from tqdm.auto import tqdm
 
 from dept_vl.adapter import Adapter, read_adapter
 from dept_vl.config import RunConfig
@@ -27,47 +38,173 @@ from dept_vl.train.predict import write_predictions
 from dept_vl.train.run import Run, seed_everything, trainable_count
 
 SUMMARY_FIELDS = ["task", "method", "k", "metric", "mean", "std", "seeds"]
+# settings that do not change what a run computes: left out of its fingerprint
+UNFINGERPRINTED = ("output_dir", "adapt.k", "adapt.seeds", "adapt.save_adapters", "eval.batch_size")
+PRIVATE_FIELDS = ("settings",)  # kept in a run's result.json, left out of the records and results.json
+
+
+def is_scratch(config: RunConfig) -> bool:
+    return config.adapt.source in (None, "", "none", "None")
 
 
 def source_adapter(config: RunConfig) -> Adapter | None:
     """The source adapter named by ``adapt.source`` (None or ``"none"``: train from scratch)."""
-    src = config.adapt.source
-    return None if src in (None, "", "none", "None") else read_adapter(src)
+    return None if is_scratch(config) else read_adapter(config.adapt.source)
 
 
-def run_adapt(config: RunConfig, show_progress: bool = True, resume: bool = False, overwrite: bool = False) -> dict[str, Any]:
-    """Train and test one adapter per (k, seed); returns the records and their summary. A folder that holds
-    another sweep is refused unless ``resume`` (write into it) or ``overwrite`` (replace it)."""
+def run_name(label: str, k: int, seed: int) -> str:
+    """A run's folder under ``runs/``: ``<label>_k<k>_seed<seed>``."""
+    return f"{label}_k{k}_seed{seed}"
+
+
+def run_settings(config: RunConfig) -> dict[str, Any]:
+    """The settings that decide what a run of ``config`` computes, flat (``section.key``), JSON values."""
+    flat: dict[str, Any] = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                walk(f"{prefix}.{key}" if prefix else str(key), item)
+        elif prefix not in UNFINGERPRINTED:
+            flat[prefix] = value
+
+    walk("", config.to_dict())
+    if not is_scratch(config):
+        flat["adapt.source"] = str(Path(config.adapt.source).expanduser().resolve())
+    return json.loads(json.dumps(flat, sort_keys=True, default=str))
+
+
+def fingerprint(settings: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def finished_runs(out: Path) -> dict[str, dict[str, Any]]:
+    """Every finished run of ``out`` (``runs/*/result.json``), by run folder name; unreadable files are skipped
+    (their run counts as not finished)."""
+    found = {}
+    for path in sorted((out / "runs").glob("*/result.json")):
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(record, dict) and {"task", "method", "k", "seed", "score", "metric"} <= set(record):
+            found[path.parent.name] = record
+    return found
+
+
+def public(record: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in record.items() if key not in PRIVATE_FIELDS}
+
+
+def check_settings(done: dict[str, dict[str, Any]], task: str, label: str, settings: dict[str, Any], out: Path) -> None:
+    """Refuse a sweep whose settings differ from those of the finished runs of the same task and method in the
+    folder: their records would be mixed in one ``results.json``."""
+    mine = fingerprint(settings)
+    for name, record in done.items():
+        if record["task"] != task or record["method"] != label or record.get("fingerprint") == mine:
+            continue
+        theirs = record.get("settings") or {}
+        changed = sorted(k for k in set(theirs) | set(settings) if theirs.get(k, "<unset>") != settings.get(k, "<unset>"))
+        shown = ", ".join(f"{k}={theirs.get(k, '<unset>')!r} -> {settings.get(k, '<unset>')!r}" for k in changed[:6])
+        raise ValueError(f"output_dir={str(out)!r} holds {task} {label} runs made with other settings (runs/{name}: "
+                         f"{shown or 'older run without a fingerprint'}); run with the same settings to continue it, "
+                         f"--overwrite to replace it, or choose another output_dir")
+
+
+def run_adapt(config: RunConfig, resume: bool = False, overwrite: bool = False, show_progress: bool = True) -> dict[str, Any]:
+    """Train and test one adapter per (k, seed); returns the sweep's records and the summary of every finished
+    run in the folder.
+
+    Args:
+        resume: continue a folder that holds runs: finished runs of the same settings are kept and skipped.
+        overwrite: empty the folder first.
+    Raises:
+        ValueError: a bad config; the folder holds runs and neither ``resume`` nor ``overwrite`` is set; it holds
+            runs of this task and method made with other settings.
+        KeyboardInterrupt: interrupted; the finished runs are kept (and in ``results.json``).
+    """
     if config.train.stop_at:
         raise ValueError(f"train.stop_at={config.train.stop_at} needs a checkpoint folder to stop into; k-shot runs keep "
                          f"none (each is short), so drop train.stop_at")
     out, task = Path(config.output_dir).expanduser(), config.adapt.task
-    folder = claim_output_dir(out, resume=resume, overwrite=overwrite, main_process=int(os.environ.get("RANK", "0")) == 0)
+    main = int(os.environ.get("RANK", "0")) == 0
+    folder = claim_output_dir(out, resume=resume, overwrite=overwrite, main_process=main)
+    try:
+        return _sweep(config, out, task, main, show_progress)
+    finally:
+        folder.release()
+
+
+def _sweep(config: RunConfig, out: Path, task: str, main: bool, show_progress: bool) -> dict[str, Any]:
+    label = get_method(config.method).results_label(transfer=not is_scratch(config))
+    settings = run_settings(config)
+    mark = fingerprint(settings)
+    done = finished_runs(out)
+    check_settings(done, task, label, settings, out)
+    wanted = [(k, s) for k in config.adapt.k for s in config.adapt.seeds]
+    wanted = list(dict.fromkeys(wanted))  # a k or seed given twice runs once
+    kept = {(k, s): done[run_name(label, k, s)] for k, s in wanted
+            if run_name(label, k, s) in done and _matches(done[run_name(label, k, s)], task, label, k, s, mark)}
+    todo = [key for key in wanted if key not in kept]
+    every = {name: public(record) for name, record in done.items()}  # all finished runs of the folder, new ones added
+    records = {key: public(record) for key, record in kept.items()}
+
+    bar = tqdm(total=len(wanted), initial=len(kept), desc=f"{task} {label}", unit="run",
+               disable=not (show_progress and main), dynamic_ncols=True)
+    try:
+        if todo:
+            _train(config, out, task, label, mark, settings, todo, records, every, main, bar)
+        elif main:
+            _write_results(out, every)
+    except KeyboardInterrupt as interrupt:
+        finished = sum(key in records for key in wanted)
+        message = (f"interrupted: {finished} of {len(wanted)} runs finished and kept in {out}; continue with --resume")
+        if main:
+            bar.close()
+            print(message, file=sys.stderr, flush=True)
+        raise KeyboardInterrupt(message) from interrupt
+    finally:
+        bar.close()
+    ordered = [records[key] for key in wanted]
+    return {"records": ordered, "summary": summary_rows(list(every.values())), "output_dir": str(out),
+            "skipped": len(kept)}
+
+
+def _matches(record: dict[str, Any], task: str, label: str, k: int, seed: int, mark: str) -> bool:
+    return (record["task"] == task and record["method"] == label and int(record["k"]) == k and int(record["seed"]) == seed
+            and record.get("fingerprint") == mark)
+
+
+def _train(config: RunConfig, out: Path, task: str, label: str, mark: str, settings: dict[str, Any],
+           todo: list[tuple[int, int]], records: dict, every: dict, main: bool, bar: Any) -> None:
     # setup: everything that can fail does so before the first run trains
     source = source_adapter(config)  # read (and refused, when it cannot serve) before anything is loaded
     train_config = get_method(config.method).with_source(config, source) if source is not None else config
     run = Run.setup(config, [task])
     if source is not None:
         run.method.check_base(source, run.base)
-    label = run.method.results_label(transfer=source is not None)
     seed_everything(0)
     pool = run.load(task, "train", config.data.train_size)
     test = run.load(task, config.eval.split, config.data.eval_size)
-    splits = {(k, s): kshot_split(pool, k, s, config.adapt.dev_k) for k in config.adapt.k for s in config.adapt.seeds}
+    splits = {(k, s): kshot_split(pool, k, s, config.adapt.dev_k) for k, s in todo}
     collate = run.collator([test, pool], train_config)
-    if run.accelerator.is_main_process:
+    if main:
         out.mkdir(parents=True, exist_ok=True)
         config.save(out / "config.yaml")
 
-    records = []
     for (k, seed), (train, dev) in splits.items():
+        run_dir = out / "runs" / run_name(label, k, seed)
+        if main:
+            if run_dir.exists():  # an unfinished (or outdated) run: start it again from nothing
+                shutil.rmtree(run_dir)
+            run_dir.mkdir(parents=True)
         run_config = dataclasses.replace(train_config, train=dataclasses.replace(train_config.train, seed=seed))
         model = run.new_model(seed, run_config)
         if source is not None:
             model.load_adapter_state(source.tensors, parts=config.adapt.transfer)
         best = BestAdapter(lambda m: run.score(m, task, dev, collate)[0]["headline"], keep_in_memory=True)
         result = run.fit(model, TrainBatches(single_task_plan(train, run_config.train, seed, task), {task: train}, collate),
-                         best, config=run_config, show_progress=False)
+                         best, config=run_config, show_progress=False, log_file=run_dir / "log.jsonl")
         best.restore(model)
         metrics, predictions = run.score(model, task, test, collate)
         record = {
@@ -76,24 +213,33 @@ def run_adapt(config: RunConfig, show_progress: bool = True, resume: bool = Fals
             "dev_score": result.best_score, "train_size": len(train), "dev_size": len(dev), "test_size": len(test),
             "train_seconds": result.seconds, "step_time_ms": result.step_time_ms,
             "examples_per_s": result.examples_per_s, "peak_memory_mb": result.peak_memory_mb,
-            "trainable_parameters": trainable_count(model),
+            "trainable_parameters": trainable_count(model), "fingerprint": mark,
         }
-        records.append(record)
-        if run.accelerator.is_main_process:
-            run_dir = out / "runs" / f"k{k}_seed{seed}"
+        record = json.loads(json.dumps(record))  # as it reads back from result.json, so kept and new runs compare equal
+        records[(k, seed)] = every[run_dir.name] = record
+        if main:
             if config.adapt.save_adapters:
                 model.save_pretrained(run_dir / "adapter")
             write_predictions(run_dir / "predictions.jsonl", test, predictions)
-            write_json_atomic(run_dir / "result.json", record)
-            run.accelerator.print(f"{task} k={k} seed={seed} {label}: {record['metric']} {record['score']:.4f}")
+            run_config.save(run_dir / "config.yaml")
+            write_json_atomic(run_dir / "result.json", {**record, "settings": settings})  # last: marks the run finished
+            _write_results(out, every)
+            bar.write(f"{task} k={k} seed={seed} {label}: {record['metric']} {record['score']:.4f}")
+        bar.update(1)
+        bar.set_postfix(k=k, seed=seed, score=f"{record['score']:.4f}")
 
-    summary = [{**{f: row[f] for f in SUMMARY_FIELDS if f in row}, "seeds": row["n"]} for row in summarize(records)]
-    if run.accelerator.is_main_process:
-        write_json_atomic(out / "results.json", records)
-        write_json_atomic(out / "summary.json", summary)
-        write_text_atomic(out / "summary.csv", summary_csv(summary))
-    folder.release()
-    return {"records": records, "summary": summary, "output_dir": str(out)}
+
+def _write_results(out: Path, every: dict[str, dict[str, Any]]) -> None:
+    """``results.json``, ``summary.json``, ``summary.csv`` from every finished run of the folder."""
+    records = sorted(every.values(), key=lambda r: (r["task"], r["method"], int(r["k"]), int(r["seed"])))
+    summary = summary_rows(records)
+    write_json_atomic(out / "results.json", records)
+    write_json_atomic(out / "summary.json", summary)
+    write_text_atomic(out / "summary.csv", summary_csv(summary))
+
+
+def summary_rows(records: list[dict]) -> list[dict]:
+    return [{**{f: row[f] for f in SUMMARY_FIELDS if f in row}, "seeds": row["n"]} for row in summarize(records)]
 
 
 def summary_csv(summary: list[dict]) -> str:

@@ -21,7 +21,7 @@ import yaml
 from dept_vl.report.plots import _finish, _pyplot
 from dept_vl.report.results import headline_k, ordered_methods
 
-RUN_NAME = re.compile(r"^k(\d+)_seed(\d+)$")
+RUN_NAME = re.compile(r"^(?:(?P<label>.+)_)?k(\d+)_seed(\d+)$")  # <label>_k<k>_seed<s> (or 0.1's k<k>_seed<s>)
 
 
 # ------------------------------------------------------------------ finding runs and their examples
@@ -32,7 +32,7 @@ def list_runs(run_dir: str | Path) -> list[dict[str, Any]]:
         match = RUN_NAME.match(path.parent.name)
         if match:
             task, method = path.parents[3].name, path.parents[2].name
-            runs.append({"task": task, "method": method, "k": int(match[1]), "seed": int(match[2]), "path": path})
+            runs.append({"task": task, "method": method, "k": int(match[2]), "seed": int(match[3]), "path": path})
     return sorted(runs, key=lambda r: (r["task"], r["method"], r["k"], r["seed"]))
 
 

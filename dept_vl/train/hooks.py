@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import signal
+import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 from tqdm.auto import tqdm
@@ -94,15 +97,21 @@ class LossMeter:
 class BestAdapter:
     """Evaluation at the loop's eval points and the best adapter by its score (higher is better).
 
+    The score, step and kept tensors change only once ``on_best`` has returned, so an interruption while
+    the adapter is written leaves them at the previous best (what a checkpoint then records).
+
     Args:
         evaluate: ``evaluate(model) -> score``, the dev headline.
         keep_in_memory: keep a copy of the best adapter's tensors (``state``), to restore it before testing.
         on_best: ``on_best(model, score, step)`` when the score improves (e.g. write the adapter folder).
+        saved: ``saved() -> tensors or None``: what ``on_best`` last wrote (read back), so a resumed run can
+            check it against the checkpoint's best and rewrite it when they disagree.
     """
 
     def __init__(self, evaluate: Callable[[Any], float], keep_in_memory: bool = False,
-                 on_best: Callable[[Any, float, int], None] | None = None):
-        self.evaluate, self.keep_in_memory, self.on_best = evaluate, keep_in_memory, on_best
+                 on_best: Callable[[Any, float, int], None] | None = None,
+                 saved: Callable[[], dict[str, torch.Tensor] | None] | None = None):
+        self.evaluate, self.keep_in_memory, self.on_best, self.saved = evaluate, keep_in_memory, on_best, saved
         self.score: float | None = None
         self.step: int | None = None
         self.state: dict[str, torch.Tensor] | None = None
@@ -110,12 +119,29 @@ class BestAdapter:
     def __call__(self, model: Any, step: int) -> dict[str, Any]:
         score = self.evaluate(model)
         if self.score is None or score > self.score:
-            self.score, self.step = score, step
-            if self.keep_in_memory:
-                self.state = {k: v.detach().clone() for k, v in model.adapter_state_dict().items()}
+            kept = {k: v.detach().clone() for k, v in model.adapter_state_dict().items()} if self.keep_in_memory else None
             if self.on_best is not None:
                 self.on_best(model, score, step)
+            self.score, self.step = score, step
+            if self.keep_in_memory:
+                self.state = kept
         return {"step": step, "eval": score, "best": self.score, "best_step": self.step}
+
+    def sync_saved(self, model: Any, tensors: dict[str, torch.Tensor] | None) -> bool:
+        """After a resume: rewrite what ``on_best`` writes from ``tensors`` (the checkpoint's best) when it
+        holds other tensors or none; ``model`` is left as it was. True when it was rewritten."""
+        if tensors is None or self.on_best is None or self.score is None or self.step is None:
+            return False
+        saved = self.saved() if self.saved is not None else None
+        if saved is not None and set(saved) == set(tensors) and all(torch.equal(saved[k], tensors[k].to(saved[k].dtype)) for k in saved):
+            return False
+        current = {k: v.detach().clone() for k, v in model.adapter_state_dict().items()}
+        model.load_adapter_state(tensors, parts=("prompt", "lowrank", "modules"))
+        try:
+            self.on_best(model, self.score, self.step)
+        finally:
+            model.load_adapter_state(current, parts=("prompt", "lowrank", "modules"))
+        return True
 
     def restore(self, model: Any) -> bool:
         """Load the best adapter kept in memory into ``model``; False when there is none."""
@@ -123,6 +149,61 @@ class BestAdapter:
             return False
         model.load_adapter_state(self.state, parts=("prompt", "lowrank", "modules"))
         return True
+
+
+def truncate_log(log_file: str | Path, step: int, evaluated: bool = True) -> int:
+    """Drop the records of ``log_file`` after ``step`` (and its evaluation record when that evaluation is
+    still due), so a resumed run appends no duplicate step; rewritten atomically. Returns how many were dropped."""
+    from dept_vl.io import write_text_atomic
+
+    path = Path(log_file)
+    if not path.is_file():
+        return 0
+    kept, dropped = [], 0
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+            at = int(record["step"])
+        except (ValueError, KeyError, TypeError):
+            dropped += 1  # a line cut by a kill
+            continue
+        if at > step or (at == step and "eval" in record and not evaluated):
+            dropped += 1
+        else:
+            kept.append(line)
+    if dropped:
+        write_text_atomic(path, "".join(line + "\n" for line in kept))
+    return dropped
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP during training, handled as Ctrl-C is (a checkpoint, then the exception goes on).
+    ``exit_code`` is the shell's convention (128 + the signal number); ``dept-vl`` exits with 130 for every
+    interruption."""
+
+    def __init__(self, signum: int):
+        self.signum, self.exit_code = signum, 128 + signum
+        super().__init__(f"{signal.Signals(signum).name} received")
+
+
+@contextmanager
+def signals_as_interrupts() -> Iterator[None]:
+    """Within the block, SIGTERM and SIGHUP raise :class:`Terminated` (a KeyboardInterrupt) in the main
+    thread; the previous handlers come back afterwards. Outside the main thread nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise Terminated(signum)
+
+    wanted = [s for s in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP", None)) if s is not None]
+    previous = {s: signal.signal(s, handler) for s in wanted}
+    try:
+        yield
+    finally:
+        for s, old in previous.items():
+            signal.signal(s, old)
 
 
 def _tensorboard(folder: Path) -> Any:

@@ -11,9 +11,10 @@ import torch
 
 from dept_vl.config import TrainConfig
 from dept_vl.train import fastpath
-from dept_vl.train.checkpoint import latest_checkpoint, load_checkpoint, rng_state, save_checkpoint
+from dept_vl.train.checkpoint import (clean_leftovers, complete_checkpoint, latest_checkpoint, load_best_tensors, load_checkpoint,
+                                      rng_state, save_checkpoint, update_state)
 from dept_vl.train.distributed import average_gradients, broadcast_parameters, gather, reduce_by_hand
-from dept_vl.train.hooks import BestAdapter, LossMeter, TrainLog
+from dept_vl.train.hooks import BestAdapter, LossMeter, Terminated, TrainLog, signals_as_interrupts, truncate_log
 from dept_vl.train.loader import Batch
 
 
@@ -52,55 +53,81 @@ def train_loop(
     ``cfg.log_every`` steps), so the loop never waits on the host inside a step. ``best`` evaluates every
     ``cfg.eval_every`` steps and at the end, and keeps the best adapter. ``max_length``: the longest input
     (DePT's s), the cap of the compiled path's length buckets.
+
+    A step with a checkpoint and an evaluation writes the checkpoint first (its state records
+    ``evaluated: false``), then evaluates, writes the best adapter (``best.on_best``) and only then marks the
+    checkpoint evaluated, with the new best score and step (``state.json`` rewritten atomically): an error in
+    evaluation loses no training, and a resumed run runs that evaluation (no training step) before going on.
+    Ctrl-C, SIGTERM and SIGHUP (handled here, the previous handlers restored afterwards) save a checkpoint
+    at the current step unless it is already saved, then raise :class:`KeyboardInterrupt`
+    (:class:`~dept_vl.train.hooks.Terminated` for the signals; ``dept-vl`` exits with 130).
     """
     if cfg.stop_at and checkpoint_dir is None:
         raise ValueError(f"train.stop_at={cfg.stop_at} needs a checkpoint folder to stop into; this run keeps none "
                          f"(dept-vl pretrain does), so drop train.stop_at")
     training = prepare_training(model, cfg, accelerator, max_length)
     optimizer, scheduler, device = training.optimizer, training.scheduler, accelerator.device
-    step = _resume(checkpoint_dir, model, optimizer, scheduler, best, accelerator) if resume else 0
+    if checkpoint_dir is not None and best is not None:
+        best.keep_in_memory = True  # a checkpoint keeps the best adapter's tensors with it
+    resumed = _resume(checkpoint_dir, model, optimizer, scheduler, best, accelerator, log_file) if resume else None
+    step = resumed.step if resumed else 0
     if training.by_hand:
         broadcast_parameters(training.trainable)  # what DDP does when it wraps a model: every process starts from rank 0's
     log = TrainLog(log_file, accelerator, cfg.max_steps, step, show_progress)
     meter, nonfinite = LossMeter(device), torch.zeros((), dtype=torch.bool, device=device)
     step_times: list[float] = []
     rows, t0 = 0, time.perf_counter()
-    try:
+    saved_step = step if resumed else None  # the step whose checkpoint is on disk
+    evaluated_step = None if (resumed and not resumed.evaluated) else step
+
+    def eval_due(at: int) -> bool:
+        return best is not None and at > 0 and (at % cfg.eval_every == 0 or at == cfg.max_steps)
+
+    def evaluate(at: int) -> None:
+        nonlocal evaluated_step
+        training.wrapped.eval()
+        log.eval(best(model, at))
         training.wrapped.train()
-        while step < cfg.max_steps:
-            t_step = time.perf_counter()
-            micro = [batches[step * cfg.grad_accum + i] for i in range(cfg.grad_accum)]
-            tensors = [training.prepare(b.tensors) for b in micro]
-            losses = training.step(tensors)
-            nonfinite |= ~torch.isfinite(losses).all()
-            for batch, loss, t in zip(micro, losses, tensors):
-                meter.add(batch.task, loss, t["input_ids"].shape[0])
-                rows += t["input_ids"].shape[0]
-            step += 1
-            step_times.append(time.perf_counter() - t_step)
-            log.step()
-            at_log = step % cfg.log_every == 0 or step == cfg.max_steps
-            stopping = 0 < cfg.stop_at == step < cfg.max_steps
-            at_save = checkpoint_dir is not None and (stopping or (cfg.save_every > 0 and (step % cfg.save_every == 0 or step == cfg.max_steps)))
-            if (at_log or at_save) and bool(nonfinite):  # the one host sync, only at log and save points
-                raise NonFiniteLoss(f"the loss became NaN or infinite before step {step}; lower the learning rates "
-                                    f"(dept.lr_prompt, dept.lr_lowrank) or check the data"
-                                    + (f". The last good checkpoint is kept in {checkpoint_dir}" if checkpoint_dir else ""))
-            if at_log:
-                log.train(meter.record(step, [g["lr"] for g in optimizer.param_groups], cfg.grad_accum, accelerator.num_processes),
-                          training.group_names)
-            if best is not None and (step % cfg.eval_every == 0 or step == cfg.max_steps):
-                training.wrapped.eval()
-                log.eval(best(model, step))
-                training.wrapped.train()
-            if at_save:
-                _checkpoint(checkpoint_dir, step, model, optimizer, scheduler, best, accelerator)
-            if stopping:
-                accelerator.print(f"stopping at step {step} (train.stop_at); continue with --resume")
-                break
-    except KeyboardInterrupt:
-        accelerator.print(f"interrupted at step {step}" + (": saving a checkpoint" if checkpoint_dir else ""))
-        _checkpoint(checkpoint_dir, step, model, optimizer, scheduler, best, accelerator, collective=accelerator.num_processes == 1)
+        evaluated_step = at
+        if saved_step == at:
+            _mark_evaluated(checkpoint_dir, at, best, accelerator)
+
+    try:
+        with signals_as_interrupts():
+            if resumed and not resumed.evaluated and eval_due(step):
+                evaluate(step)
+            training.wrapped.train()
+            while step < cfg.max_steps:
+                t_step = time.perf_counter()
+                micro = [batches[step * cfg.grad_accum + i] for i in range(cfg.grad_accum)]
+                tensors = [training.prepare(b.tensors) for b in micro]
+                losses = training.step(tensors)
+                nonfinite |= ~torch.isfinite(losses).all()
+                for batch, loss, t in zip(micro, losses, tensors):
+                    meter.add(batch.task, loss, t["input_ids"].shape[0])
+                    rows += t["input_ids"].shape[0]
+                step += 1
+                step_times.append(time.perf_counter() - t_step)
+                log.step()
+                at_log = step % cfg.log_every == 0 or step == cfg.max_steps
+                stopping = 0 < cfg.stop_at == step < cfg.max_steps
+                at_save = checkpoint_dir is not None and (stopping or (cfg.save_every > 0 and (step % cfg.save_every == 0 or step == cfg.max_steps)))
+                if (at_log or at_save) and bool(nonfinite):  # the one host sync, only at log and save points
+                    raise NonFiniteLoss(_nonfinite_message(step, checkpoint_dir))
+                if at_log:
+                    log.train(meter.record(step, [g["lr"] for g in optimizer.param_groups], cfg.grad_accum, accelerator.num_processes),
+                              training.group_names)
+                if at_save:  # before the evaluation: an error there loses no training
+                    _checkpoint(checkpoint_dir, step, model, optimizer, scheduler, best, accelerator, evaluated=not eval_due(step))
+                    saved_step = step
+                if eval_due(step):
+                    evaluate(step)
+                if stopping:
+                    accelerator.print(f"stopping at step {step} (train.stop_at); continue with --resume")
+                    break
+    except KeyboardInterrupt as interrupt:
+        _on_interrupt(interrupt, checkpoint_dir, step, saved_step, model, optimizer, scheduler, best, accelerator,
+                      evaluated=not eval_due(step) or evaluated_step == step)
         raise
     finally:
         log.close()
@@ -110,6 +137,31 @@ def train_loop(
         seconds=time.perf_counter() - t0, step_time_ms=1000 * median, peak_memory_mb=peak_memory_mb(device),
         examples_per_s=rows / max(1, len(step_times)) * accelerator.num_processes / median if median else 0.0,
     )
+
+
+def _nonfinite_message(step: int, checkpoint_dir: Any) -> str:
+    found = latest_checkpoint(checkpoint_dir) if checkpoint_dir is not None else None
+    return (f"the loss became NaN or infinite before step {step}; lower the learning rates "
+            f"(dept.lr_prompt, dept.lr_lowrank) or check the data"
+            + (f". The last good checkpoint is kept in {found}" if found is not None else ""))
+
+
+def _on_interrupt(interrupt: KeyboardInterrupt, checkpoint_dir: Any, step: int, saved_step: int | None, model: Any,
+                  optimizer: Any, scheduler: Any, best: BestAdapter | None, accelerator: Any, evaluated: bool) -> None:
+    """Ctrl-C, SIGTERM or SIGHUP: a checkpoint at ``step`` unless one is on disk already, and what to do next."""
+    why = f"{interrupt.args[0] if interrupt.args else 'signal'}" if isinstance(interrupt, Terminated) else "interrupted"
+    if checkpoint_dir is None:
+        accelerator.print(f"{why} at step {step}")
+        return
+    folder = Path(checkpoint_dir) / f"step_{step:07d}"
+    if saved_step == step:
+        accelerator.print(f"{why} at step {step}: its checkpoint is saved ({folder}); continue with --resume")
+        return
+    accelerator.print(f"{why} at step {step}: saving a checkpoint")
+    # after an interruption no process waits on another: the main process writes its own RNG state alone
+    _checkpoint(checkpoint_dir, step, model, optimizer, scheduler, best, accelerator, evaluated=evaluated,
+                collective=accelerator.num_processes == 1)
+    accelerator.print(f"checkpoint saved ({folder}); continue with --resume")
 
 
 @dataclass
@@ -165,29 +217,68 @@ def _linear_schedule(optimizer: torch.optim.Optimizer, cfg: TrainConfig) -> Any:
     return get_linear_schedule_with_warmup(optimizer, min(cfg.warmup_steps, cfg.max_steps), cfg.max_steps)
 
 
-def _resume(checkpoint_dir: Any, model: Any, optimizer: Any, scheduler: Any, best: BestAdapter | None, accelerator: Any) -> int:
-    found = latest_checkpoint(checkpoint_dir) if checkpoint_dir is not None else None
+@dataclass
+class Resumed:
+    step: int
+    evaluated: bool  # False: the checkpoint's step still has its evaluation due
+
+
+def _resume(checkpoint_dir: Any, model: Any, optimizer: Any, scheduler: Any, best: BestAdapter | None, accelerator: Any,
+            log_file: Any = None) -> Resumed | None:
+    """Restore the newest complete checkpoint (saying which and why when it is not ``latest``'s), after
+    removing what an interrupted save left; put the best adapter and ``log.jsonl`` back in line with it."""
+    if checkpoint_dir is None:
+        return None
+    main = accelerator.is_main_process
+    if main:
+        clean_leftovers(checkpoint_dir)
+    found, note = complete_checkpoint(checkpoint_dir)
+    if note:
+        accelerator.print(f"--resume: {note}")
     if found is None:
-        return 0
+        accelerator.print(f"--resume: no checkpoint in {checkpoint_dir}; starting from step 0")
+        if main and log_file is not None:
+            truncate_log(log_file, 0)
+        return None
     state = load_checkpoint(found, model, optimizer, scheduler, rank=accelerator.process_index)
+    step, evaluated = int(state["step"]), bool(state.get("evaluated", True))
     if best is not None:
         best.score, best.step = state.get("best_score"), state.get("best_step")
-    accelerator.print(f"resumed from {found} at step {state['step']}")
-    return int(state["step"])
+        best.state = load_best_tensors(found, state)
+        if main and best.sync_saved(model, best.state):
+            accelerator.print(f"--resume: the best adapter did not match the checkpoint's best (step {best.step}); rewritten")
+    if main and log_file is not None:
+        truncate_log(log_file, step, evaluated)
+    threads, processes = state.get("threads"), state.get("processes")
+    if threads is not None and (threads != torch.get_num_threads() or processes != accelerator.num_processes):
+        accelerator.print(f"note: the checkpoint was written with {threads} threads and {processes} process(es), this run has "
+                          f"{torch.get_num_threads()} and {accelerator.num_processes}; results are bit-exact only at the same "
+                          f"thread count and process count")
+    accelerator.print(f"resumed from {found} at step {step}" + ("; its evaluation is still due" if not evaluated else ""))
+    return Resumed(step, evaluated)
 
 
 def _checkpoint(checkpoint_dir: Any, step: int, model: Any, optimizer: Any, scheduler: Any, best: BestAdapter | None,
-                accelerator: Any, collective: bool = True) -> None:
+                accelerator: Any, evaluated: bool = True, collective: bool = True) -> None:
     """Every process's RNG state goes in; after Ctrl-C (``collective=False``) no process waits on another,
-    so the main process writes its own state alone (the others resume from it)."""
+    so the main process writes its own state alone (the others resume from it). ``evaluated``: False when
+    this step's evaluation has not run yet (a resumed run runs it first)."""
     if checkpoint_dir is None:
         return
     rngs = gather([rng_state()], accelerator) if collective else [rng_state()]
     if accelerator.is_main_process:
-        state = {"step": step, "best_score": best.score if best else None, "best_step": best.step if best else None}
-        save_checkpoint(checkpoint_dir, step, model, optimizer, scheduler, state, rng_states=rngs)
+        state = {"step": step, "best_score": best.score if best else None, "best_step": best.step if best else None,
+                 "evaluated": evaluated, "threads": torch.get_num_threads(), "processes": accelerator.num_processes}
+        earlier_best = best.state if best is not None and best.step is not None and best.step != step else None
+        save_checkpoint(checkpoint_dir, step, model, optimizer, scheduler, state, rng_states=rngs, best_tensors=earlier_best)
     if collective:
         accelerator.wait_for_everyone()
+
+
+def _mark_evaluated(checkpoint_dir: Any, step: int, best: BestAdapter | None, accelerator: Any) -> None:
+    """After step ``step``'s evaluation (and the best adapter written): its checkpoint records the new best."""
+    if accelerator.is_main_process and best is not None:
+        update_state(Path(checkpoint_dir) / f"step_{step:07d}", best_score=best.score, best_step=best.step, evaluated=True)
 
 
 def peak_memory_mb(device: torch.device) -> float:
