@@ -80,11 +80,15 @@ def test_only_adapter_and_projection_change_after_a_step(train_projection):
     base = model.base_model
     assert not base.image_encoder.training  # frozen encoder stays in eval mode under .train()
     ids, mask, pixels, labels = inputs(model)
-    snapshot = {name: t.detach().clone() for name, t in model.state_dict().items()}
+
+    def everything():  # the adapter's state and the whole base (model.state_dict() holds the adapter only)
+        return {**model.state_dict(), **{f"base_model.{k}": t for k, t in base.state_dict().items()}}
+
+    snapshot = {name: t.detach().clone() for name, t in everything().items()}
     optimizer = torch.optim.AdamW(model.param_groups())
     model(input_ids=ids, attention_mask=mask, pixel_values=pixels, labels=labels).loss.backward()
     optimizer.step()
-    changed = {name for name, t in model.state_dict().items() if not torch.equal(t, snapshot[name])}
+    changed = {name for name, t in everything().items() if not torch.equal(t, snapshot[name])}
     assert {"prompt", "lowrank_B"} <= changed
     allowed = {"prompt", "lowrank_A", "lowrank_B"}
     projection = {n for n in changed if n.startswith("base_model.visual_projection.")}

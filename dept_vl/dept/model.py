@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import difflib
 import math
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import torch
 from torch import nn
 
 from dept_vl.adapter import Adapter, base_model_facts, check_base_model, read_adapter, write_adapter
 from dept_vl.dept.config import DePTConfig
+from dept_vl.dept.wrapper import AdapterWrapper
 
 PARTS = ("prompt", "lowrank", "modules")
 
@@ -23,7 +25,12 @@ def initial_lowrank(config: DePTConfig, d_model: int, generator: torch.Generator
     return a, torch.zeros(config.rank, d_model)
 
 
-class DePTModel(nn.Module):
+def _given(**inputs: Any) -> dict[str, Any]:
+    """The inputs that were passed (not None): the base model sees exactly what the caller gave."""
+    return {k: v for k, v in inputs.items() if v is not None}
+
+
+class DePTModel(AdapterWrapper):
     """Wraps a frozen encoder-decoder LM (T5, BART, mT5, or the VL model) with DePT.
 
     The encoder reads ``[prompt (m)] [embed(input_ids) + scale * (A @ B)[:L] (L)]``; row i of ``A @ B`` is
@@ -35,6 +42,9 @@ class DePTModel(nn.Module):
             ``inputs_embeds`` and ``attention_mask``.
         config: the DePT hyperparameters.
         tokenizer: needed only for ``config.init == "text"``.
+
+    As transformers and peft models: ``get_base_model()``, ``config`` and ``generation_config`` (the base's),
+    ``disable_adapter()``, ``gradient_checkpointing_enable()``; ``state_dict()`` holds the adapter only.
     """
 
     def __init__(self, base_model: nn.Module, config: DePTConfig, tokenizer: Any = None, *, initialize: bool = True):
@@ -66,6 +76,10 @@ class DePTModel(nn.Module):
             module = self._find_submodule(name)
             module.requires_grad_(True)
             self.trainable_modules[name] = module
+        # the base's own weights of the trainable modules, for disable_adapter (kept on the CPU)
+        self._base_module_state = {name: {k: t.detach().to("cpu", copy=True) for k, t in m.state_dict().items()}
+                                   for name, m in self.trainable_modules.items()}
+        self._adapter_enabled = True
 
     # ------------------------------------------------------------------ set-up
     def _initial_prompt(self, embedding: nn.Embedding, tokenizer: Any, generator: torch.Generator) -> torch.Tensor:
@@ -143,6 +157,9 @@ class DePTModel(nn.Module):
         **kwargs: Any,
     ) -> Any:
         """Run the base model on the DePT-modified input; returns the base model's output object."""
+        if not self._adapter_enabled:
+            return self.base_model(**_given(input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds),
+                                   labels=labels, **kwargs)
         embeds, mask = self.prepare_inputs(input_ids, attention_mask, inputs_embeds)
         return self.base_model(inputs_embeds=embeds, attention_mask=mask, labels=labels, **kwargs)
 
@@ -155,6 +172,9 @@ class DePTModel(nn.Module):
         **generation_kwargs: Any,
     ) -> torch.Tensor:
         """The base model's ``generate`` with the prompt on the encoder side; every HF generation option works."""
+        if not self._adapter_enabled:
+            return self.base_model.generate(**_given(input_ids=input_ids, attention_mask=attention_mask,
+                                                     inputs_embeds=inputs_embeds), **generation_kwargs)
         embeds, mask = self.prepare_inputs(input_ids, attention_mask, inputs_embeds)
         return self.base_model.generate(inputs_embeds=embeds, attention_mask=mask, **generation_kwargs)
 
@@ -186,7 +206,31 @@ class DePTModel(nn.Module):
         for tensor in self.adapter_state_dict(keep_vars=True).values():
             tensor.requires_grad_(trainable)
 
+    @contextmanager
+    def disable_adapter(self) -> Iterator[None]:
+        """Inside, ``forward`` and ``generate`` are the base model's own: no prompt, no ``A @ B``, and the trainable
+        modules hold the base's weights again (the trained ones come back on exit)."""
+        trained = {name: {k: t.detach().clone() for k, t in m.state_dict().items()} for name, m in self.trainable_modules.items()}
+        self._copy_module_state(self._base_module_state)
+        self._adapter_enabled = False
+        try:
+            yield
+        finally:
+            self._adapter_enabled = True
+            self._copy_module_state(trained)
+
+    def _copy_module_state(self, states: dict[str, dict[str, torch.Tensor]]) -> None:
+        with torch.no_grad():
+            for name, state in states.items():
+                for key, tensor in self.trainable_modules[name].state_dict(keep_vars=True).items():
+                    tensor.copy_(state[key])
+
     # ------------------------------------------------------------ checkpoints
+    def adapter_state_names(self) -> list[str]:
+        """``prompt``, ``lowrank_A``, ``lowrank_B`` (those that exist) and ``base_model.<module>.<tensor>``."""
+        names = [n for n in ("prompt", "lowrank_A", "lowrank_B") if getattr(self, n) is not None]
+        return names + [f"base_model.{name}.{key}" for name, m in self.trainable_modules.items() for key in m.state_dict()]
+
     def adapter_state_dict(self, keep_vars: bool = False) -> dict[str, torch.Tensor]:
         """Only what the adapter owns: ``prompt``, ``lowrank_A``, ``lowrank_B`` and ``modules.<name>.<param>``."""
         state: dict[str, torch.Tensor] = {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, ClassVar, Iterable
 
@@ -10,11 +11,13 @@ import torch
 from torch import nn
 
 from dept_vl.adapter import Adapter, base_model_facts, write_adapter
+from dept_vl.dept.wrapper import AdapterWrapper
 from dept_vl.methods.registry import Method
 
 
-class BaseWeightsModel(nn.Module):
-    """A base model some of whose own weights train; ``adapter_state_dict`` holds exactly those weights."""
+class BaseWeightsModel(AdapterWrapper):
+    """A base model some of whose own weights train; ``adapter_state_dict`` and ``state_dict`` hold exactly those
+    weights."""
 
     method = ""
 
@@ -40,6 +43,13 @@ class BaseWeightsModel(nn.Module):
     def file_name(self, name: str) -> str:
         """The name a trainable tensor has in the adapter file (its parameter name by default)."""
         return name
+
+    def adapter_state_names(self) -> list[str]:
+        return [f"base_model.{n}" for n in self.trainable_parameters()]
+
+    def disable_adapter(self) -> AbstractContextManager[None]:
+        raise ValueError(f"method {self.method!r} trains the base model's own weights: there is no frozen base to return "
+                         f"to; load a fresh base model to compare with")
 
     def adapter_state_dict(self, keep_vars: bool = False) -> dict[str, torch.Tensor]:
         return {self.file_name(n): (p if keep_vars else p.detach()) for n, p in self.trainable_parameters().items()}

@@ -6,7 +6,8 @@ Saved as peft saves LoRA (keys ``base_model.model.<module>.lora_A.weight`` relat
 
 from __future__ import annotations
 
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 from torch import nn
 
@@ -31,6 +32,20 @@ class LoRAModel(BaseWeightsModel):
         target = getattr(base_model, "text_model", base_model)
         inject_adapter_in_model(LoraConfig(r=settings.r, lora_alpha=settings.alpha, lora_dropout=settings.dropout,
                                            target_modules=list(settings.target_modules)), target)
+
+    @contextmanager
+    def disable_adapter(self) -> Iterator[None]:
+        """Inside, every injected LoRA layer computes its base layer alone (peft's ``enable_adapters(False)``)."""
+        from peft.tuners.tuners_utils import BaseTunerLayer
+
+        layers = [m for m in self.base_model.modules() if isinstance(m, BaseTunerLayer)]
+        for layer in layers:
+            layer.enable_adapters(False)
+        try:
+            yield
+        finally:
+            for layer in layers:
+                layer.enable_adapters(True)
 
     def file_name(self, name: str) -> str:
         return PEFT_PREFIX + name.removeprefix(self.target_prefix).replace(f".{ADAPTER_NAME}.", ".")

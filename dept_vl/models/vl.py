@@ -153,6 +153,26 @@ class VLEncoderDecoder(nn.Module):
     def get_encoder(self) -> nn.Module:
         return self.text_model.get_encoder()
 
+    @property
+    def generation_config(self) -> Any:
+        """The text model's ``GenerationConfig`` (``generate`` runs the text model's)."""
+        return self.text_model.generation_config
+
+    @generation_config.setter
+    def generation_config(self, value: Any) -> None:
+        self.text_model.generation_config = value
+
+    def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs: dict[str, Any] | None = None) -> None:
+        """Recompute the text model's activations in the backward pass (the frozen image encoder keeps none)."""
+        self.text_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=gradient_checkpointing_kwargs)
+
+    def gradient_checkpointing_disable(self) -> None:
+        self.text_model.gradient_checkpointing_disable()
+
+    @property
+    def is_gradient_checkpointing(self) -> bool:
+        return bool(self.text_model.is_gradient_checkpointing)
+
     def train(self, mode: bool = True) -> "VLEncoderDecoder":
         super().train(mode)
         if self.freeze_image_encoder:
