@@ -88,6 +88,15 @@ def _import_official(args: argparse.Namespace) -> int:
     return 0
 
 
+def _push_to_hub(args: argparse.Namespace) -> int:
+    from dept_vl.hub import push_folder
+
+    info = push_folder(args.folder, args.repo_id, tasks=args.task, command=args.training_command,
+                       private=True if args.private else None, revision=args.revision)
+    print(f"pushed {args.folder} to {args.repo_id} ({getattr(info, 'commit_url', info)})")
+    return 0
+
+
 def _budget(args: argparse.Namespace) -> int:
     from dept_vl.dept.budget import budget
 
@@ -155,6 +164,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("import-official", "convert a checkpoint released with the DePT paper to a dept-vl adapter", _import_official)
     p.add_argument("directory", help="folder with adapter_config.json and adapter_model.bin (a released DePT checkpoint)")
     p.add_argument("--out", required=True, help="folder to write the dept-vl adapter into")
+
+    p = add("push-to-hub", "upload an adapter folder to the Hugging Face Hub with a model card", _push_to_hub)
+    p.add_argument("folder", help="adapter folder (pretrain's adapter/, an adapt run's adapter/, import-official's --out)")
+    p.add_argument("--repo-id", required=True, help="hub repo user/name (created if needed)")
+    p.add_argument("--task", nargs="+", help="task(s) for the card (default: read from the run folder)")
+    p.add_argument("--training-command", help="the command that trained it, for the card (default: from the run folder)")
+    p.add_argument("--private", action="store_true", help="create the repo private")
+    p.add_argument("--revision", help="an existing branch to upload to (default: main)")
 
     p = add("budget", "list (m, r) pairs with the parameter budget of prompt tuning", _budget)
     p.add_argument("--prompt-tokens", type=int, default=100, help="the prompt tuning budget to match (tokens)")

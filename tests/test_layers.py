@@ -33,7 +33,8 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("methods", ["dept_vl.methods"]),
     ("configuration, reports, tasks", ["dept_vl.config", "dept_vl.report", "dept_vl.tasks", "dept_vl.task_defs"]),
     ("data, models, the DePT method", ["dept_vl.data", "dept_vl.models", "dept_vl.dept"]),
-    ("metrics, files", ["dept_vl.metrics", "dept_vl.io", "dept_vl.adapter", "dept_vl.version"]),
+    ("metrics, files", ["dept_vl.metrics", "dept_vl.io", "dept_vl.adapter", "dept_vl.hub", "dept_vl.model_card",
+                        "dept_vl.version"]),
 ]
 # dept_vl/__init__.py, the package facade, stands above every layer: it may import anything, and nothing
 # imports it (import the submodule that holds the name instead).

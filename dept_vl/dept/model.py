@@ -290,6 +290,11 @@ class DePTModel(AdapterWrapper):
         return model
 
     @classmethod
-    def from_pretrained(cls, base_model: nn.Module, directory: str | Path, is_trainable: bool = False) -> "DePTModel":
-        """Load an adapter written by :meth:`save_pretrained` onto ``base_model``."""
-        return cls.from_adapter(base_model, read_adapter(directory), is_trainable)
+    def from_pretrained(cls, base_model: nn.Module, name_or_path: str | Path, is_trainable: bool = False,
+                        revision: str | None = None, **hub_options: Any) -> "DePTModel":
+        """Load an adapter written by :meth:`save_pretrained` onto ``base_model``: a local folder or a hub repo
+        ``user/name`` at ``revision`` (downloaded once into the hub cache; ``HF_HUB_OFFLINE=1`` reads the cache
+        only). ``hub_options``: ``cache_dir``, ``token``."""
+        from dept_vl.hub import resolve_folder
+
+        return cls.from_adapter(base_model, read_adapter(resolve_folder(name_or_path, revision, **hub_options)), is_trainable)

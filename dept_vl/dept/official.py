@@ -18,6 +18,7 @@ from dept_vl.dept.model import DePTModel, initial_lowrank
 OFFICIAL_CONFIG = "adapter_config.json"
 OFFICIAL_WEIGHTS = "adapter_model.bin"
 OFFICIAL_PEFT_TYPE = "PROMPT_TUNING_LORA"
+RESULT_FILES = ("test_results.json", "eval_results.json", "all_results.json")  # the release's reported metrics
 # their tensor names -> ours
 TENSOR_NAMES = {
     "prompt_embeddings": "prompt",
@@ -65,8 +66,30 @@ def read_official(directory: str | Path) -> tuple[DePTConfig, dict[str, torch.Te
     return config, tensors, raw
 
 
-def from_official(base_model: nn.Module, directory: str | Path) -> DePTModel:
-    """A :class:`DePTModel` on ``base_model`` from a released checkpoint folder."""
+def official_folder(name_or_path: str | Path, revision: str | None = None) -> Path:
+    """The folder of a released checkpoint: a local folder or a hub repo ``user/name`` (cached, offline mode honoured)."""
+    from dept_vl.hub import resolve_folder
+
+    return resolve_folder(name_or_path, revision, files=(OFFICIAL_CONFIG, OFFICIAL_WEIGHTS, *RESULT_FILES))
+
+
+def reported_metrics(directory: Path) -> dict[str, float]:
+    """The numbers a release reports beside its checkpoint (``test_results.json`` and the like), by name."""
+    found: dict[str, float] = {}
+    for name in RESULT_FILES:
+        path = directory / name
+        if path.is_file():
+            try:
+                data = json.loads(path.read_text())
+            except ValueError:
+                continue
+            found.update({k: float(v) for k, v in data.items() if isinstance(v, (int, float)) and not k.endswith(("runtime", "per_second"))})
+    return found
+
+
+def from_official(base_model: nn.Module, directory: str | Path, revision: str | None = None) -> DePTModel:
+    """A :class:`DePTModel` on ``base_model`` from a released checkpoint: a folder or a hub repo ``user/name``."""
+    directory = official_folder(directory, revision)
     config, tensors, raw = read_official(directory)
     d_model = int(base_model.get_input_embeddings().weight.shape[1])
     token_dim = int(raw.get("token_dim", tensors["prompt"].shape[1]))
@@ -81,16 +104,19 @@ def from_official(base_model: nn.Module, directory: str | Path) -> DePTModel:
     return model
 
 
-def convert_official(directory: str | Path, out: str | Path) -> Path:
-    """Write a dept-vl adapter folder from a released checkpoint folder, without the base model.
+def convert_official(directory: str | Path, out: str | Path, revision: str | None = None) -> Path:
+    """Write a dept-vl adapter folder from a released checkpoint (a folder or a hub repo), without the base model.
 
     The shape facts come from the checkpoint (``token_dim``); the vocabulary size is not recorded, so it is
-    not checked at load.
+    not checked at load. The release's reported metrics are kept in the record (``imported_from``) for the
+    model card of ``dept-vl push-to-hub``.
     """
+    directory = official_folder(directory, revision)
     config, tensors, raw = read_official(directory)
     name = str(raw.get("base_model_name_or_path", ""))
     facts = {"name_or_path": name, "model_type": "t5" if "t5" in name.lower() else "unknown",
              "text_model_type": "t5" if "t5" in name.lower() else "unknown",
              "d_model": int(raw.get("token_dim", tensors["prompt"].shape[1]))}
     return write_adapter(out, method="dept", settings=config.to_dict(), tensors=tensors, base_model=facts,
-                         extra={"imported_from": {"peft_type": raw.get("peft_type"), "task_type": raw.get("task_type")}})
+                         extra={"imported_from": {"peft_type": raw.get("peft_type"), "task_type": raw.get("task_type"),
+                                                 "reported_metrics": reported_metrics(directory)}})

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from contextlib import AbstractContextManager
-from typing import Any, Mapping
+from pathlib import Path
+from typing import Any, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -71,6 +72,22 @@ class AdapterWrapper(nn.Module):
     @property
     def is_gradient_checkpointing(self) -> bool:
         return bool(getattr(self.base_model, "is_gradient_checkpointing", False))
+
+    # ------------------------------------------------------------ the hub
+    def push_to_hub(self, repo_id: str, *, tasks: Sequence[str] | None = None, metrics: dict[str, Any] | None = None,
+                    command: str | None = None, private: bool | None = None, token: str | bool | None = None,
+                    revision: str | None = None, commit_message: str | None = None) -> Any:
+        """Upload the adapter (``save_pretrained``'s folder) to the hub repo ``repo_id`` with a model card naming
+        the method, the base model, ``tasks``, ``metrics`` and the ``command`` that trained it
+        (:func:`dept_vl.hub.push_folder`; a run folder's own facts come with ``dept-vl push-to-hub``)."""
+        import tempfile
+
+        from dept_vl.hub import push_folder
+
+        with tempfile.TemporaryDirectory(prefix="dept-vl-adapter-") as folder:
+            self.save_pretrained(Path(folder) / "adapter")
+            return push_folder(Path(folder) / "adapter", repo_id, tasks=tasks, metrics=metrics, command=command,
+                               private=private, token=token, revision=revision, commit_message=commit_message)
 
     # ------------------------------------------------------------ the state
     def adapter_state_names(self) -> list[str]:

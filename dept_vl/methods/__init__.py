@@ -15,9 +15,12 @@ from dept_vl.methods import dept, prompt_tuning, lora, full  # noqa: F401, I001 
 from dept_vl.methods.registry import Method, get_method, list_methods, register_method
 
 
-def load_adapter_model(base: nn.Module, adapter: str | Path | Adapter) -> nn.Module:
-    """Any saved adapter (DePT, prompt tuning, LoRA, full) on ``base``, frozen for inference."""
-    found = adapter if isinstance(adapter, Adapter) else read_adapter(adapter)
+def load_adapter_model(base: nn.Module, adapter: str | Path | Adapter, revision: str | None = None) -> nn.Module:
+    """Any saved adapter (DePT, prompt tuning, LoRA, full) on ``base``, frozen for inference: a folder, a hub repo
+    ``user/name`` (at ``revision``, cached; see :func:`dept_vl.hub.resolve_folder`) or an :class:`Adapter`."""
+    from dept_vl.hub import resolve_folder
+
+    found = adapter if isinstance(adapter, Adapter) else read_adapter(resolve_folder(adapter, revision))
     return get_method(found.method).from_adapter(base, found)
 
 
