@@ -192,13 +192,17 @@ def main(argv: list[str] | None = None) -> int:
         if not hasattr(args, "overrides"):
             parser.error(f"{args.command} takes no key=value overrides (got {overrides[0]!r})")
         args.overrides = list(args.overrides) + overrides
+    from dept_vl.train.hooks import Terminated, signals_as_interrupts
+
     try:
-        return int(args.handler(args) or 0)
+        with signals_as_interrupts():  # SIGTERM and SIGHUP (a scheduler's notice) end a command as Ctrl-C does
+            return int(args.handler(args) or 0)
     except (ValueError, FileNotFoundError) as error:
         print(f"dept-vl {args.command}: error: {error}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"dept-vl {args.command}: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as interrupt:
+        why = interrupt.args[0] if isinstance(interrupt, Terminated) else "interrupted"
+        print(f"dept-vl {args.command}: {why}", file=sys.stderr)
         return 130
 
 

@@ -225,6 +225,11 @@ class TrainConfig:
                           "0 = run to max_steps", minimum=0)
     gradient_sync: str = option("auto", "several processes: ddp, allreduce (one flat all-reduce) or auto (allreduce when compiled)",
                                 choices=("auto", "ddp", "allreduce"))
+    gradient_checkpointing: bool = option(False, "recompute the base model's activations in the backward pass (less memory, "
+                                          "about a third more compute); the text model of the VL model too")
+    report_to: str = option("auto", "experiment tracking through accelerate's trackers, into <run folder>/tensorboard or W&B: "
+                            "auto (tensorboard when installed), none, tensorboard or wandb",
+                            choices=("auto", "none", "tensorboard", "wandb"))
 
     def __post_init__(self) -> None:
         check_section(self, "train")
@@ -251,7 +256,7 @@ class AdaptConfig:
     transfer: list[str] = option(["prompt", "lowrank", "modules"], "source adapter parts to transfer: prompt, lowrank (A and B), modules",
                                  choices=("prompt", "lowrank", "modules"))
     dev_k: int | None = option(None, "examples (per class) in the k-shot dev split; null = k", minimum=1)
-    save_adapters: bool = option(True, "write each run's selected adapter to runs/k<k>_seed<s>/adapter")
+    save_adapters: bool = option(True, "write each run's selected adapter to runs/<label>_k<k>_seed<s>/adapter")
 
     def __post_init__(self) -> None:
         check_section(self, "adapt")

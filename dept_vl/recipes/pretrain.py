@@ -119,7 +119,10 @@ def _pretrain(config: RunConfig, out: Path, resume: bool, show_progress: bool) -
     result = run.fit(model, TrainBatches(plan, train_sets, collate), best, checkpoint_dir=out / "checkpoints",
                      resume=resume, log_file=out / "log.jsonl", show_progress=show_progress)
 
-    # save; a job stopped by train.stop_at skips the final evaluation: --resume finishes it
+    # save (before the final evaluation: an error there loses nothing); a job stopped by train.stop_at skips
+    # the final evaluation: --resume finishes it
+    if acc.is_main_process:
+        model.save_pretrained(out / "last")
     complete = result.steps >= config.train.max_steps
     final = run.evaluate(model, dev_sets, collate) if complete else None
     summary = {
@@ -130,7 +133,6 @@ def _pretrain(config: RunConfig, out: Path, resume: bool, show_progress: bool) -
         "mixture_rates": rates, "processes": acc.num_processes,
     }
     if acc.is_main_process:
-        model.save_pretrained(out / "last")
         write_json_atomic(out / "metrics.json", summary)
         if not complete:
             acc.print(f"stopped at step {result.steps} of {config.train.max_steps}; continue with --resume")

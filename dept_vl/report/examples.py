@@ -1,7 +1,7 @@
 """Predictions of adapt runs next to their examples: image grids (question, prediction, answer; generated vs
 reference captions) and metric breakdowns (e.g. VQA accuracy per question type).
 
-A run folder holds ``adapt/<task>/<method>/runs/k<k>_seed<seed>/predictions.jsonl`` (lines ``{id, input,
+A run folder holds ``adapt/<task>/<method>/runs/<label>_k<k>_seed<seed>/predictions.jsonl`` (lines ``{id, input,
 prediction, reference, image_id}``) and ``adapt/<task>/<method>/config.yaml``; images are not stored there,
 they come back from the task itself (the synthetic world regenerates them deterministically).
 """
