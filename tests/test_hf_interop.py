@@ -164,3 +164,12 @@ def test_seq2seq_trainer_example_trains_two_groups_and_checkpoints_the_adapter_o
     other = DePTModel(example.tiny_t5_and_tokenizer()[0], config, tokenizer)
     example.build_trainer(other, tokenizer, tmp_path / "resumed", max_steps=4).train(resume_from_checkpoint=str(checkpoint))
     assert all(torch.equal(other.state_dict()[k], saved[k]) for k in saved)
+
+
+def test_peft_plugin_hook_still_refuses_a_method_outside_its_enum():
+    """The README says why DePT is not a registered peft method: ``register_peft_method`` only accepts names that
+    are already members of peft's fixed ``PeftType`` enum. If peft lifts that, this fails: revisit the README."""
+    from peft.utils import register_peft_method
+
+    with pytest.raises(ValueError, match="Unknown PEFT type DEPT"):
+        register_peft_method(name="dept", config_cls=DePTConfig, model_cls=DePTModel)

@@ -56,22 +56,33 @@ class AdapterWrapper(nn.Module):
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
-    def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs: dict[str, Any] | None = None) -> None:
-        """Recompute the base's activations in the backward pass (the base's own switch)."""
-        enable = getattr(self.base_model, "gradient_checkpointing_enable", None)
+    def activation_checkpointing_enable(self, activation_checkpointing_kwargs: dict[str, Any] | None = None) -> None:
+        """Recompute the base's activations in the backward pass (the base's own switch; the name of
+        transformers >= 5.25, which ``Trainer`` calls)."""
+        base = self.base_model
+        enable = getattr(base, "activation_checkpointing_enable", None) or getattr(base, "gradient_checkpointing_enable", None)
         if enable is None:
-            raise ValueError(f"{type(self.base_model).__name__} has no gradient_checkpointing_enable(); "
-                             f"gradient checkpointing needs a Hugging Face model or dept-vl's VL model")
-        enable(gradient_checkpointing_kwargs=gradient_checkpointing_kwargs)
+            raise ValueError(f"{type(base).__name__} has no activation_checkpointing_enable(); gradient checkpointing "
+                             f"needs a Hugging Face model or dept-vl's VL model")
+        enable(activation_checkpointing_kwargs)
+
+    def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs: dict[str, Any] | None = None) -> None:
+        """:meth:`activation_checkpointing_enable` under its older name (transformers < 5.25)."""
+        self.activation_checkpointing_enable(gradient_checkpointing_kwargs)
 
     def gradient_checkpointing_disable(self) -> None:
-        disable = getattr(self.base_model, "gradient_checkpointing_disable", None)
+        base = self.base_model
+        disable = getattr(base, "activation_checkpointing_disable", None) or getattr(base, "gradient_checkpointing_disable", None)
         if disable is not None:
             disable()
 
+    activation_checkpointing_disable = gradient_checkpointing_disable
+
     @property
     def is_gradient_checkpointing(self) -> bool:
-        return bool(getattr(self.base_model, "is_gradient_checkpointing", False))
+        base = self.base_model
+        name = "is_activation_checkpointing" if hasattr(base, "is_activation_checkpointing") else "is_gradient_checkpointing"
+        return bool(getattr(base, name, False))
 
     # ------------------------------------------------------------ the hub
     def push_to_hub(self, repo_id: str, *, tasks: Sequence[str] | None = None, metrics: dict[str, Any] | None = None,

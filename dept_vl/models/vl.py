@@ -162,16 +162,26 @@ class VLEncoderDecoder(nn.Module):
     def generation_config(self, value: Any) -> None:
         self.text_model.generation_config = value
 
-    def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs: dict[str, Any] | None = None) -> None:
+    def activation_checkpointing_enable(self, activation_checkpointing_kwargs: dict[str, Any] | None = None) -> None:
         """Recompute the text model's activations in the backward pass (the frozen image encoder keeps none)."""
-        self.text_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=gradient_checkpointing_kwargs)
+        text = self.text_model
+        enable = getattr(text, "activation_checkpointing_enable", None) or text.gradient_checkpointing_enable  # < 5.25
+        enable(activation_checkpointing_kwargs)
 
-    def gradient_checkpointing_disable(self) -> None:
-        self.text_model.gradient_checkpointing_disable()
+    gradient_checkpointing_enable = activation_checkpointing_enable
+
+    def activation_checkpointing_disable(self) -> None:
+        text = self.text_model
+        (getattr(text, "activation_checkpointing_disable", None) or text.gradient_checkpointing_disable)()
+
+    gradient_checkpointing_disable = activation_checkpointing_disable
 
     @property
     def is_gradient_checkpointing(self) -> bool:
-        return bool(self.text_model.is_gradient_checkpointing)
+        text = self.text_model
+        return bool(text.is_activation_checkpointing if hasattr(text, "is_activation_checkpointing") else text.is_gradient_checkpointing)
+
+    is_activation_checkpointing = is_gradient_checkpointing
 
     def train(self, mode: bool = True) -> "VLEncoderDecoder":
         super().train(mode)

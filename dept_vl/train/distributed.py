@@ -10,19 +10,21 @@ import torch
 from dept_vl.config import TrainConfig
 
 
-def make_accelerator(mixed_precision: str = "no", cpu: bool = False, find_unused_parameters: bool = True) -> Any:
+def make_accelerator(mixed_precision: str = "no", cpu: bool = False, find_unused_parameters: bool = True,
+                     report_to: Sequence[Any] = (), project_dir: str | None = None) -> Any:
     """An Accelerator for this process (DDP under ``accelerate launch`` or ``torchrun``).
 
     ``find_unused_parameters``: let DDP search the graph for trainable parameters a batch did not use (a
     text-only batch skips the visual projection); it costs a graph walk per step, so runs whose parameters
-    are all used turn it off.
+    are all used turn it off. ``report_to``: accelerate's trackers (``log_with``; the training log opens them
+    per run), ``project_dir`` their folder.
     """
     from accelerate import Accelerator
     from accelerate.utils import DistributedDataParallelKwargs
 
     # several processes without CUDA (torchrun on CPUs): accelerate's gloo backend needs cpu=True
     cpu = cpu or (not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1)
-    accelerator = Accelerator(mixed_precision=mixed_precision, cpu=cpu,
+    accelerator = Accelerator(mixed_precision=mixed_precision, cpu=cpu, log_with=list(report_to) or None, project_dir=project_dir,
                               kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=find_unused_parameters)])
     if accelerator.num_processes > 1:
         _close_process_group_at_exit()

@@ -13,10 +13,13 @@ from typing import Any, Callable, Iterator
 import torch
 from tqdm.auto import tqdm
 
+from dept_vl.train.tracking import open_trackers
+
 
 class TrainLog:
     """Training and evaluation records: every record goes to ``history``; the main process also writes them
-    to ``log_file`` (one JSON line each, flushed) and to TensorBoard when it is installed."""
+    to ``log_file`` (one JSON line each, flushed) and to the trackers of ``train.report_to`` (the accelerator's
+    ``log_with``: TensorBoard into ``<run>/tensorboard``, W&B)."""
 
     def __init__(self, log_file: str | Path | None, accelerator: Any, total_steps: int, first_step: int, show_progress: bool):
         self.history: list[dict[str, Any]] = []
@@ -24,7 +27,7 @@ class TrainLog:
         self.show_progress = show_progress
         main = accelerator.is_main_process
         self.file = open(log_file, "a") if (log_file and main) else None
-        self.board = _tensorboard(Path(log_file).parent / "tensorboard") if self.file else None
+        self.trackers = open_trackers(accelerator, Path(log_file).parent) if self.file else []
         self.bar = tqdm(total=total_steps, initial=first_step, disable=not (show_progress and main), dynamic_ncols=True)
 
     def step(self) -> None:
@@ -32,18 +35,17 @@ class TrainLog:
 
     def train(self, record: dict[str, Any], group_names: list[str]) -> None:
         self._write(record)
-        if self.board is not None:
-            self.board.add_scalar("train/loss", record["loss"], record["step"])
-            self.board.add_scalar("train/examples_per_s", record["examples_per_s"], record["step"])
-            for name, lr in zip(group_names, record["lr"]):
-                self.board.add_scalar(f"lr/{name}", lr, record["step"])
+        values = {"train/loss": record["loss"], "train/examples_per_s": record["examples_per_s"],
+                  **{f"lr/{name}": lr for name, lr in zip(group_names, record["lr"])}}
+        for tracker, _ in self.trackers:
+            tracker.log(values, step=record["step"])
         self.bar.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{record['lr'][0]:.2g}",
                              step_ms=f"{record['step_time_ms']:.0f}", ex_s=f"{record['examples_per_s']:.0f}")
 
     def eval(self, record: dict[str, Any]) -> None:
         self._write(record)
-        if self.board is not None:
-            self.board.add_scalar("eval/headline", record["eval"], record["step"])
+        for tracker, _ in self.trackers:
+            tracker.log({"eval/headline": record["eval"]}, step=record["step"])
         if self.show_progress:
             self.accelerator.print(f"step {record['step']}: eval {record['eval']:.4f} "
                                    f"(best {record['best']:.4f} at step {record['best_step']})")
@@ -58,8 +60,9 @@ class TrainLog:
         self.bar.close()
         if self.file is not None:
             self.file.close()
-        if self.board is not None:
-            self.board.close()
+        for tracker, owned in self.trackers:
+            if owned:
+                tracker.finish()
 
 
 class LossMeter:
@@ -204,12 +207,3 @@ def signals_as_interrupts() -> Iterator[None]:
     finally:
         for s, old in previous.items():
             signal.signal(s, old)
-
-
-def _tensorboard(folder: Path) -> Any:
-    """A TensorBoard writer when the tensorboard package is installed (optional), else None."""
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:
-        return None
-    return SummaryWriter(str(folder))

@@ -25,9 +25,14 @@ from dept_vl.train import loader
 from dept_vl.train.distributed import make_accelerator
 from dept_vl.train.hooks import BestAdapter
 from dept_vl.train.loop import LoopResult, train_loop
+from dept_vl.train.precision import apply_launcher_precision
 from dept_vl.train.predict import predict
+from dept_vl.train.tracking import report_to
 
 DEFAULT_MAX_INPUT_LENGTH = 256  # inputs are cut here when neither the method nor data.max_input_length sets a limit
+# train.gradient_checkpointing: torch's non-reentrant form (the reentrant one carries gradients only through
+# positional inputs that require them, which a frozen base's layers need not have)
+CHECKPOINTING = {"use_reentrant": False}
 
 
 def seed_everything(seed: int) -> None:
@@ -108,9 +113,11 @@ class Run:
         chosen = get_method(method or config.method)
         tasks = {name: get_task(name) for name in task_names}
         check_run(config, chosen, tasks)
+        config = apply_launcher_precision(config, chosen)  # accelerate launch --mixed_precision: respected or refused
         device_type = "cuda" if torch.cuda.is_available() else "cpu"
         accelerator = make_accelerator(mixed_precision=chosen.mixed_precision(config, device_type),
-                                       find_unused_parameters=chosen.may_skip_parameters(config))
+                                       find_unused_parameters=chosen.may_skip_parameters(config),
+                                       report_to=report_to(config.train.report_to), project_dir=config.output_dir)
         run = cls(config, chosen, accelerator, tasks, base.to(accelerator.device) if base is not None else nn.Module())
         if base is None:
             run.base = run.load_base()
@@ -167,7 +174,10 @@ class Run:
             self._base_wrapped = True
         if seed is not None:
             seed_everything(seed)
-        return self.method.build(config or self.config, self.base, seed)
+        model = self.method.build(config or self.config, self.base, seed)
+        if (config or self.config).train.gradient_checkpointing:
+            model.activation_checkpointing_enable(CHECKPOINTING)
+        return model
 
     def load_adapter(self, adapter: str | Path) -> nn.Module:
         return load_adapter_model(self.base, adapter)
