@@ -173,3 +173,12 @@ def test_peft_plugin_hook_still_refuses_a_method_outside_its_enum():
 
     with pytest.raises(ValueError, match="Unknown PEFT type DEPT"):
         register_peft_method(name="dept", config_cls=DePTConfig, model_cls=DePTModel)
+
+
+@pytest.mark.parametrize("name", ["dept", "lora"])
+def test_print_trainable_parameters_counts_the_adapter(name, capsys):
+    model = get_method(name).build(_config(), tiny_t5())
+    trainable = sum(p.numel() for p in model.trainable_parameters().values())
+    assert trainable == (4 * 64 + 2 * (16 + 64) if name == "dept" else sum(p.numel() for p in model.state_dict().values()))
+    model.print_trainable_parameters()
+    assert capsys.readouterr().out.startswith(f"trainable params: {trainable:,d} || all params: ")

@@ -196,11 +196,6 @@ class DePTModel(AdapterWrapper):
         """Every parameter that receives gradients, by name."""
         return {name: p for name, p in self.named_parameters() if p.requires_grad}
 
-    def print_trainable_parameters(self) -> None:
-        trainable = sum(p.numel() for p in self.trainable_parameters().values())
-        total = sum(p.numel() for p in self.parameters())
-        print(f"trainable params: {trainable:,d} || all params: {total:,d} || trainable%: {100 * trainable / total:.4f}")
-
     def set_trainable(self, trainable: bool) -> None:
         """Freeze (False) or unfreeze (True) the adapter's own parameters and trainable modules."""
         for tensor in self.adapter_state_dict(keep_vars=True).values():

@@ -16,8 +16,8 @@ from torch import nn
 class AdapterWrapper(nn.Module):
     """Base class of adapter models: ``self.base_model`` is the wrapped model.
 
-    Subclasses name the tensors of their state (:meth:`adapter_state_names`) and implement
-    :meth:`disable_adapter`.
+    Subclasses have ``trainable_parameters()``, ``save_pretrained(folder)``, name the tensors of their state
+    (:meth:`adapter_state_names`) and implement :meth:`disable_adapter`.
     """
 
     base_model: nn.Module
@@ -83,6 +83,12 @@ class AdapterWrapper(nn.Module):
         base = self.base_model
         name = "is_activation_checkpointing" if hasattr(base, "is_activation_checkpointing") else "is_gradient_checkpointing"
         return bool(getattr(base, name, False))
+
+    def print_trainable_parameters(self) -> None:
+        """Trainable and total parameter counts, as peft prints them."""
+        trainable = sum(p.numel() for p in self.trainable_parameters().values())
+        total = sum(p.numel() for p in self.parameters())
+        print(f"trainable params: {trainable:,d} || all params: {total:,d} || trainable%: {100 * trainable / total:.4f}")
 
     # ------------------------------------------------------------ the hub
     def push_to_hub(self, repo_id: str, *, tasks: Sequence[str] | None = None, metrics: dict[str, Any] | None = None,
