@@ -71,6 +71,25 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _predict(args: argparse.Namespace) -> int:
+    from dept_vl.recipes.predict import run_predict
+
+    adapters = {}
+    for item in args.adapter or []:
+        name, sep, where = item.partition("=")
+        if not sep or not name or not where:
+            raise ValueError(f"--adapter {item!r}: give name=folder (or name=user/repo)")
+        adapters[name] = where
+    default = None
+    for where in adapters.values():  # the backbone an adapter was trained with, when its folder records it
+        saved = Path(where) / "run_config.yaml"
+        if saved.is_file():
+            default = str(saved)
+            break
+    run_predict(_load(args, default_config=default), args.input, args.out, adapters, overwrite=args.overwrite)
+    return 0
+
+
 # ------------------------------------------------------------------ the rest
 def _demo(args: argparse.Namespace) -> int:
     from dept_vl.demo.run import DemoSettings, run_demo
@@ -153,6 +172,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="test", choices=["train", "dev", "test"])
     p.add_argument("--out", required=True, help="folder for predictions.jsonl and metrics.json")
     p.add_argument("--size", type=int, help="score this many examples (a fixed random subset); default: the whole split")
+
+    p = add("predict", "serve many adapters at once: a JSONL of {adapter, input, image} requests in, predictions out", _predict)
+    _overrides(p)
+    p.add_argument("--input", required=True, help="JSONL requests: {\"adapter\": name, folder or null, \"input\": text, \"image\": file}")
+    p.add_argument("--out", required=True, help="JSONL file of the requests with their \"prediction\"")
+    p.add_argument("--adapter", action="append", metavar="NAME=FOLDER", help="name an adapter folder or hub id (repeatable)")
 
     p = add("demo", "run the offline demo: source pretraining, k-shot transfer, report", _demo)
     p.add_argument("--out", default="runs/demo", help="run folder (report.md, results.json, plots/)")

@@ -257,6 +257,10 @@ class AdaptConfig:
                                  choices=("prompt", "lowrank", "modules"))
     dev_k: int | None = option(None, "examples (per class) in the k-shot dev split; null = k", minimum=1)
     save_adapters: bool = option(True, "write each run's selected adapter to runs/<label>_k<k>_seed<s>/adapter")
+    pack: str = option("auto", "train the (k, seed) runs together, one pass of the frozen base for all (DePT and prompt "
+                       "tuning): on, off, or auto (on with a GPU)", choices=("auto", "on", "off"))
+    pack_size: int = option(0, "runs per pack; 0 = auto (every run, at most pack_rows rows a step)", minimum=0)
+    pack_rows: int = option(1024, "auto pack size: the most training rows (runs x batch size) in one packed step", minimum=1)
 
     def __post_init__(self) -> None:
         check_section(self, "adapt")

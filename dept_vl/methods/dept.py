@@ -24,6 +24,10 @@ class DePT(Method):
     model_class: type[DePTModel] = DePTModel
     transfer_parts = ("prompt", "lowrank", "modules")
 
+    def can_pack(self, config: RunConfig) -> bool:
+        """DePT and prompt tuning change only the input, unless ``dept.trainable_modules`` trains base modules."""
+        return not config.dept.trainable_modules
+
     def adapter_config(self, config: RunConfig, base: nn.Module) -> DePTConfig:
         return config.dept
 

@@ -40,6 +40,11 @@ class Method:
         """The model of a saved adapter on ``base``, frozen for inference."""
         raise NotImplementedError
 
+    def can_pack(self, config: RunConfig) -> bool:
+        """Whether runs of this method under ``config`` can train and predict together in one pass of the base
+        (their models change nothing but the input)."""
+        return False
+
     def check(self, config: RunConfig) -> None:
         """Reject settings that cannot work with this method (called when a run is assembled)."""
 

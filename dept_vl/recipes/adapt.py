@@ -20,6 +20,7 @@ import json
 import os
 import shutil
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,19 +28,23 @@ from tqdm.auto import tqdm
 
 from dept_vl.adapter import Adapter, read_adapter
 from dept_vl.config import RunConfig
+from dept_vl.data.example import Example
 from dept_vl.data.kshot import kshot_split
 from dept_vl.io import write_json_atomic, write_text_atomic
-from dept_vl.methods import get_method
+from dept_vl.methods import get_method, list_methods
 from dept_vl.report.results import summarize
 from dept_vl.train.hooks import BestAdapter
 from dept_vl.train.loader import TrainBatches, single_task_plan
+from dept_vl.train.loop import NonFiniteLoss
 from dept_vl.train.outdir import claim_output_dir
+from dept_vl.train.packed import PackedRun, can_pack, fit_packed, score_packed
 from dept_vl.train.predict import write_predictions
 from dept_vl.train.run import Run, seed_everything, trainable_count
 
 SUMMARY_FIELDS = ["task", "method", "k", "metric", "mean", "std", "seeds"]
 # settings that do not change what a run computes: left out of its fingerprint
-UNFINGERPRINTED = ("output_dir", "adapt.k", "adapt.seeds", "adapt.save_adapters", "eval.batch_size")
+UNFINGERPRINTED = ("output_dir", "adapt.k", "adapt.seeds", "adapt.save_adapters", "adapt.pack", "adapt.pack_size",
+                   "adapt.pack_rows", "eval.batch_size")
 PRIVATE_FIELDS = ("settings",)  # kept in a run's result.json, left out of the records and results.json
 
 
@@ -175,6 +180,20 @@ def _matches(record: dict[str, Any], task: str, label: str, k: int, seed: int, m
             and record.get("fingerprint") == mark)
 
 
+@dataclass
+class KShotRun:
+    """One (k, seed) run of a sweep: its data, its folder, its config, its model and best adapter."""
+
+    k: int
+    seed: int
+    train: list[Example]
+    dev: list[Example]
+    folder: Path
+    config: RunConfig
+    model: Any = None
+    best: BestAdapter | None = None
+
+
 def _train(config: RunConfig, out: Path, task: str, label: str, mark: str, settings: dict[str, Any],
            todo: list[tuple[int, int]], records: dict, every: dict, main: bool, bar: Any) -> None:
     # setup: everything that can fail does so before the first run trains
@@ -186,47 +205,110 @@ def _train(config: RunConfig, out: Path, task: str, label: str, mark: str, setti
     seed_everything(0)
     pool = run.load(task, "train", config.data.train_size)
     test = run.load(task, config.eval.split, config.data.eval_size)
-    splits = {(k, s): kshot_split(pool, k, s, config.adapt.dev_k) for k, s in todo}
+    plans = []
+    for k, seed in todo:
+        train, dev = kshot_split(pool, k, seed, config.adapt.dev_k)
+        run_config = dataclasses.replace(train_config, train=dataclasses.replace(train_config.train, seed=seed))
+        plans.append(KShotRun(k, seed, train, dev, out / "runs" / run_name(label, k, seed), run_config))
     collate = run.collator([test, pool], train_config)
     if main:
         out.mkdir(parents=True, exist_ok=True)
         config.save(out / "config.yaml")
 
-    for (k, seed), (train, dev) in splits.items():
-        run_dir = out / "runs" / run_name(label, k, seed)
+    def new_model(plan: KShotRun) -> None:
         if main:
-            if run_dir.exists():  # an unfinished (or outdated) run: start it again from nothing
-                shutil.rmtree(run_dir)
-            run_dir.mkdir(parents=True)
-        run_config = dataclasses.replace(train_config, train=dataclasses.replace(train_config.train, seed=seed))
-        model = run.new_model(seed, run_config)
+            if plan.folder.exists():  # an unfinished (or outdated) run: start it again from nothing
+                shutil.rmtree(plan.folder)
+            plan.folder.mkdir(parents=True)
+        plan.model = run.new_model(plan.seed, plan.config)
         if source is not None:
-            model.load_adapter_state(source.tensors, parts=config.adapt.transfer)
-        best = BestAdapter(lambda m: run.score(m, task, dev, collate)[0]["headline"], keep_in_memory=True)
-        result = run.fit(model, TrainBatches(single_task_plan(train, run_config.train, seed, task), {task: train}, collate),
-                         best, config=run_config, show_progress=False, log_file=run_dir / "log.jsonl")
-        best.restore(model)
-        metrics, predictions = run.score(model, task, test, collate)
+            plan.model.load_adapter_state(source.tensors, parts=config.adapt.transfer)
+
+    def batches(plan: KShotRun) -> TrainBatches:
+        return TrainBatches(single_task_plan(plan.train, plan.config.train, plan.seed, task), {task: plan.train}, collate)
+
+    def finish(plan: KShotRun, result: Any, metrics: dict[str, Any], predictions: list[str], pack: int) -> None:
         record = {
-            "task": task, "k": k, "method": label, "seed": seed, "score": metrics["headline"],
+            "task": task, "k": plan.k, "method": label, "seed": plan.seed, "score": metrics["headline"],
             "metric": run.tasks[task].headline_metric, "metrics": metrics, "best_step": result.best_step,
-            "dev_score": result.best_score, "train_size": len(train), "dev_size": len(dev), "test_size": len(test),
+            "dev_score": result.best_score, "train_size": len(plan.train), "dev_size": len(plan.dev), "test_size": len(test),
             "train_seconds": result.seconds, "step_time_ms": result.step_time_ms,
             "examples_per_s": result.examples_per_s, "peak_memory_mb": result.peak_memory_mb,
-            "trainable_parameters": trainable_count(model), "fingerprint": mark,
+            "trainable_parameters": trainable_count(plan.model), "fingerprint": mark, "pack_size": pack,
         }
         record = json.loads(json.dumps(record))  # as it reads back from result.json, so kept and new runs compare equal
-        records[(k, seed)] = every[run_dir.name] = record
+        records[(plan.k, plan.seed)] = every[plan.folder.name] = record
         if main:
             if config.adapt.save_adapters:
-                model.save_pretrained(run_dir / "adapter")
-            write_predictions(run_dir / "predictions.jsonl", test, predictions)
-            run_config.save(run_dir / "config.yaml")
-            write_json_atomic(run_dir / "result.json", {**record, "settings": settings})  # last: marks the run finished
+                plan.model.save_pretrained(plan.folder / "adapter")
+            write_predictions(plan.folder / "predictions.jsonl", test, predictions)
+            plan.config.save(plan.folder / "config.yaml")
+            write_json_atomic(plan.folder / "result.json", {**record, "settings": settings})  # last: marks the run finished
             _write_results(out, every)
-            bar.write(f"{task} k={k} seed={seed} {label}: {record['metric']} {record['score']:.4f}")
+            bar.write(f"{task} k={plan.k} seed={plan.seed} {label}: {record['metric']} {record['score']:.4f}")
         bar.update(1)
-        bar.set_postfix(k=k, seed=seed, score=f"{record['score']:.4f}")
+        bar.set_postfix(k=plan.k, seed=plan.seed, score=f"{record['score']:.4f}")
+
+    size = pack_size(config, run, len(plans))
+    if size > 1:
+        failed: list[str] = []
+        for start in range(0, len(plans), size):
+            pack = plans[start : start + size]
+            for plan in pack:
+                new_model(plan)
+                plan.best = BestAdapter(lambda m: None, keep_in_memory=True)
+            why = can_pack([p.model for p in pack])
+            if why:
+                raise ValueError(f"adapt.pack={config.adapt.pack}: {why}; set adapt.pack=off")
+
+            def evaluate(indices: list[int], pack: list[KShotRun] = pack) -> list[float]:
+                scored = score_packed(run, task, [(pack[i].model, pack[i].dev) for i in indices], collate)
+                return [metrics["headline"] for metrics, _ in scored]
+
+            results, stopped = fit_packed([PackedRun(p.model, batches(p), p.best, p.folder / "log.jsonl") for p in pack],
+                                          pack[0].config.train, run.accelerator, evaluate)
+            done = [i for i in range(len(pack)) if i not in stopped]
+            for i in done:
+                pack[i].best.restore(pack[i].model)
+            scored = score_packed(run, task, [(pack[i].model, test) for i in done], collate)
+            for i, (metrics, predictions) in zip(done, scored):
+                finish(pack[i], results[i], metrics, predictions, len(pack))
+            failed += [f"k={pack[i].k} seed={pack[i].seed}: {why}" for i, why in stopped.items()]
+            for plan in pack:
+                plan.model = plan.best = None  # free the pack's adapters before the next one
+        if failed:
+            raise NonFiniteLoss(f"{len(failed)} run(s) stopped early and were not recorded ({'; '.join(failed)}); the other "
+                                f"runs are finished and kept in {out}")
+        return
+
+    for plan in plans:
+        new_model(plan)
+        best = BestAdapter(lambda m, dev=plan.dev: run.score(m, task, dev, collate)[0]["headline"], keep_in_memory=True)
+        result = run.fit(plan.model, batches(plan), best, config=plan.config, show_progress=False, log_file=plan.folder / "log.jsonl")
+        best.restore(plan.model)
+        metrics, predictions = run.score(plan.model, task, test, collate)
+        finish(plan, result, metrics, predictions, 1)
+
+
+def pack_size(config: RunConfig, run: Run, runs: int) -> int:
+    """How many runs train together: 1 (one after another) unless ``adapt.pack`` is on, or auto with a GPU and a
+    method whose models can share a pass of the base; then ``adapt.pack_size``, or every run up to
+    ``adapt.pack_rows`` training rows a step."""
+    choice, packable = config.adapt.pack, run.method.can_pack(config)
+    if choice == "off" or runs < 2 or (choice == "auto" and (run.accelerator.device.type != "cuda" or not packable)):
+        return 1
+    if not packable:
+        raise ValueError(f"adapt.pack=on: method {run.method.name!r} cannot train runs together with these settings (only "
+                         f"models that change nothing but the input can: {', '.join(m for m in list_methods() if get_method(m).can_pack(config))}); "
+                         f"set adapt.pack=off")
+    if config.train.grad_accum != 1:
+        if choice == "auto":
+            return 1
+        raise ValueError(f"adapt.pack=on with train.grad_accum={config.train.grad_accum}: packed runs take one micro-batch "
+                         f"per step; set train.grad_accum=1 or adapt.pack=off")
+    if config.adapt.pack_size:
+        return min(config.adapt.pack_size, runs)
+    return max(1, min(runs, config.adapt.pack_rows // config.train.batch_size))
 
 
 def _write_results(out: Path, every: dict[str, dict[str, Any]]) -> None:

@@ -120,7 +120,11 @@ class BestAdapter:
         self.state: dict[str, torch.Tensor] | None = None
 
     def __call__(self, model: Any, step: int) -> dict[str, Any]:
-        score = self.evaluate(model)
+        return self.record(model, self.evaluate(model), step)
+
+    def record(self, model: Any, score: float, step: int) -> dict[str, Any]:
+        """Keep ``model`` as the best when ``score`` (its dev score at ``step``, computed elsewhere, e.g. for a
+        pack of runs at once) beats the best so far; returns the log record."""
         if self.score is None or score > self.score:
             kept = {k: v.detach().clone() for k, v in model.adapter_state_dict().items()} if self.keep_in_memory else None
             if self.on_best is not None:

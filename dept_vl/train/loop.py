@@ -197,7 +197,7 @@ def prepare_training(model: torch.nn.Module, cfg: TrainConfig, accelerator: Any,
     device = accelerator.device
     fastpath.set_attention(model, fastpath.resolve_attention(cfg.attention, model, device))  # T5 on GPU: the fused kernel
     optimizer = fastpath.make_optimizer(model.param_groups())
-    scheduler = _linear_schedule(optimizer, cfg)
+    scheduler = linear_schedule(optimizer, cfg)
     names = [g.get("name", "group") for g in optimizer.param_groups]
     trainable = [p for g in optimizer.param_groups for p in g["params"]]
     compiled = fastpath.use_compile(cfg, device, accelerator.num_processes)
@@ -211,7 +211,7 @@ def prepare_training(model: torch.nn.Module, cfg: TrainConfig, accelerator: Any,
     return Training(wrapped, optimizer, scheduler, loss_fn, trainable, names, compiled, by_hand, max_length, cfg.max_grad_norm, accelerator)
 
 
-def _linear_schedule(optimizer: torch.optim.Optimizer, cfg: TrainConfig) -> Any:
+def linear_schedule(optimizer: torch.optim.Optimizer, cfg: TrainConfig) -> Any:
     from transformers import get_linear_schedule_with_warmup
 
     return get_linear_schedule_with_warmup(optimizer, min(cfg.warmup_steps, cfg.max_steps), cfg.max_steps)

@@ -51,6 +51,62 @@ def predict(
     return [ordered[i] for i in range(len(examples))]
 
 
+PACK_ROWS = 1024  # rows of one packed generation call (several runs' batches together)
+
+
+@torch.no_grad()
+def predict_packed(
+    models: Sequence[Any], example_sets: Sequence[Sequence[Example]], collate: Collator, tokenizer: Any, cfg: EvalConfig,
+    accelerator: Any = None, max_new_tokens: int | None = None, max_rows: int = PACK_ROWS,
+) -> list[list[str]]:
+    """:func:`predict` for several DePT-family models on one base at once: ``models[i]`` on
+    ``example_sets[i]``. Each run's batches are exactly those :func:`predict` makes for it alone (sorted by
+    length, ``cfg.batch_size`` each); the ``j``-th batches of the runs are generated together
+    (:func:`dept_vl.dept.multi.packed_generate`), at most ``max_rows`` rows a call, so every prediction is
+    the one the run would get alone. Returns each run's predictions in its examples' order."""
+    from dept_vl.dept.multi import packed_generate
+
+    rank = accelerator.process_index if accelerator is not None else 0
+    world = accelerator.num_processes if accelerator is not None else 1
+    device = accelerator.device if accelerator is not None else next(models[0].parameters()).device
+    per_run = []
+    for examples in example_sets:
+        order = sorted(range(len(examples)), key=lambda i: len(examples[i].input_text))
+        per_run.append([order[start : start + cfg.batch_size] for start in range(0, len(order), cfg.batch_size)])
+    calls: list[list[tuple[int, list[int]]]] = []
+    for j in range(max((len(b) for b in per_run), default=0)):
+        current: list[tuple[int, list[int]]] = []
+        for run, batches in enumerate(per_run):
+            if j < len(batches):
+                if current and sum(len(i) for _, i in current) + len(batches[j]) > max_rows:
+                    calls.append(current)
+                    current = []
+                current.append((run, batches[j]))
+        calls.append(current)
+    modes = [m.training for m in models]
+    for model in models:
+        model.eval()
+    found: list[tuple[int, int, str]] = []
+    for call in calls[rank::world]:
+        groups = [(models[run], {k: v.to(device) for k, v in collate([example_sets[run][i] for i in indices], with_labels=False).items()})
+                  for run, indices in call]
+        outputs = packed_generate(groups, max_new_tokens=max_new_tokens or cfg.max_new_tokens, num_beams=cfg.num_beams,
+                                  length_penalty=cfg.length_penalty, do_sample=False)
+        for (run, indices), output in zip(call, outputs):
+            texts = tokenizer.batch_decode(output, skip_special_tokens=True)
+            found += [(run, i, t.strip()) for i, t in zip(indices, texts)]
+    for model, mode in zip(models, modes):
+        model.train(mode)
+    if world > 1:
+        from accelerate.utils import gather_object
+
+        found = gather_object(found)
+    by_key = {(run, i): text for run, i, text in found}
+    if len(by_key) != sum(len(e) for e in example_sets):
+        raise RuntimeError(f"gathered {len(by_key)} predictions for {sum(len(e) for e in example_sets)} examples")
+    return [[by_key[(run, i)] for i in range(len(examples))] for run, examples in enumerate(example_sets)]
+
+
 def write_predictions(path: str | Path, examples: Sequence[Example], predictions: Sequence[str]) -> None:
     """One JSON line per example: id, input, prediction, reference (all references when several)."""
     lines = []

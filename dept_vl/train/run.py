@@ -84,7 +84,7 @@ def check_run(config: RunConfig, method: Method, tasks: dict[str, Task]) -> None
     if config.model.backbone:
         backbone_folder(config.model.backbone)
     fmt = config.data.format
-    if fmt != "default" and not any(fmt in t.formats for t in tasks.values()):
+    if tasks and fmt != "default" and not any(fmt in t.formats for t in tasks.values()):  # no tasks (predict): no formats
         formats = "; ".join(f"{n}: {', '.join(t.formats)}" for n, t in tasks.items())
         raise ValueError(f"data.format={fmt!r} is not a format of any task of this run ({formats}); "
                          f"choose one of them or 'default'")

@@ -1,0 +1,124 @@
+"""Packed against one-after-another k-shot sweeps, side by side in one run: the demo's target-stage protocol.
+
+Each arm (dept-transfer, dept-scratch, pt-transfer) is one ``dept-vl adapt`` sweep of k x seeds runs, run twice
+through the same function users run (``run_adapt``): ``adapt.pack=off`` (every run alone, the loop's default
+path) and ``adapt.pack=on`` (all runs of the arm in one pack). It prints the wall-clock of both, their ratio,
+and whether every run's dev selection and test score agree between the two.
+
+    # GPU, T5-base shapes with random weights (offline), VL feature cache, 1,000 test examples, 5 beams
+    PYTHONUNBUFFERED=1 PYTHONPATH=. python3 benchmarks/packed_adapt.py --out benchmarks/results/packed-adapt-t5-base.json
+    python benchmarks/packed_adapt.py --smoke       # CPU, the shipped tiny backbone, seconds
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+ARMS = {"dept-transfer": ("dept", True), "dept-scratch": ("dept", False), "pt-transfer": ("prompt_tuning", True)}
+
+
+def settings(args: argparse.Namespace) -> list[str]:
+    model = ["model.backbone=shipped:backbone-tiny"] if args.smoke else [f"model.preset={args.preset}"]
+    return model + [
+        "data.format=shifted", "data.feature_cache=true", f"dept.num_virtual_tokens={args.m}", f"dept.rank={args.r}",
+        f"dept.max_length={args.s}", "dept.lr_prompt=0.05", "dept.lr_lowrank=0.001", f"train.batch_size={args.batch_size}",
+        f"train.max_steps={args.steps}", f"train.eval_every={max(1, args.steps // 4)}", f"train.log_every={max(1, args.steps // 4)}",
+        f"train.warmup_steps={max(1, args.steps // 10)}", f"data.eval_size={args.test_size}", f"data.train_size={args.pool_size}",
+        f"eval.batch_size={args.eval_batch_size}", f"eval.num_beams={args.beams}", f"eval.max_new_tokens={args.max_new_tokens}",
+        f"adapt.task={args.task}", f"adapt.k=[{','.join(map(str, args.k))}]", f"adapt.seeds=[{','.join(map(str, args.seeds))}]",
+        "train.compile=off",
+    ]
+
+
+def main() -> None:
+    import torch
+
+    import dept_vl.tasks  # noqa: F401 - registers the synthetic world's vocabulary for the word-level presets
+    from dept_vl.config import load_config
+    from dept_vl.recipes.adapt import run_adapt
+    from dept_vl.recipes.pretrain import run_pretrain
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default="t5-base-random")
+    parser.add_argument("--task", default="shapes_count")
+    parser.add_argument("--arms", default=",".join(ARMS), help=f"comma-separated, of {', '.join(ARMS)}")
+    parser.add_argument("--k", type=int, nargs="+", default=[4, 16, 32])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--test-size", type=int, default=1000)
+    parser.add_argument("--pool-size", type=int, default=2000)
+    parser.add_argument("--eval-batch-size", type=int, default=250)
+    parser.add_argument("--beams", type=int, default=5)
+    parser.add_argument("--max-new-tokens", type=int, default=8)
+    parser.add_argument("--m", type=int, default=60)
+    parser.add_argument("--r", type=int, default=30)
+    parser.add_argument("--s", type=int, default=96)
+    parser.add_argument("--modes", default="off,on", help="pack settings to time, in order")
+    parser.add_argument("--smoke", action="store_true", help="CPU-sized: the shipped tiny backbone, 2 runs an arm, tiny sets")
+    parser.add_argument("--out", default=None, help="JSON file for the figures")
+    args = parser.parse_args()
+    if args.smoke:
+        args.k, args.seeds, args.steps, args.test_size, args.pool_size, args.beams = [2], [0, 1], 4, 16, 60, 2
+        args.m, args.r, args.arms = 4, 2, "dept-transfer"
+
+    common = settings(args)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    figures: dict = {"device": torch.cuda.get_device_name() if device == "cuda" else "cpu", "torch": torch.__version__,
+                     "settings": common, "arms": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        sources = {}
+        for method in sorted({ARMS[a][0] for a in args.arms.split(",") if ARMS[a][1]}):
+            t = time.perf_counter()
+            out = root / f"source-{method}"
+            run_pretrain(load_config(None, common + [f"method={method}", f"output_dir={out}", "data.tasks=[shapes_color]",
+                                                     "train.max_steps=4", "train.save_every=0", "data.eval_size=16"]),
+                         show_progress=False)
+            sources[method] = out / "adapter"
+            print(f"source {method}: {time.perf_counter() - t:.1f} s (not timed below)", flush=True)
+        for arm in args.arms.split(","):
+            method, transfer = ARMS[arm]
+            row: dict = {}
+            records = {}
+            for mode in args.modes.split(","):
+                config = load_config(None, common + [f"method={method}", f"adapt.source={sources[method] if transfer else 'none'}",
+                                                     f"output_dir={root / arm / mode}", f"adapt.pack={mode}"])
+                if device == "cuda":
+                    torch.cuda.synchronize()
+                t = time.perf_counter()
+                result = run_adapt(config, show_progress=False)
+                if device == "cuda":
+                    torch.cuda.synchronize()
+                row[f"{mode}_seconds"] = time.perf_counter() - t
+                records[mode] = result["records"]
+                row[f"{mode}_peak_memory_mb"] = max(r["peak_memory_mb"] for r in result["records"])
+                print(f"{arm} pack={mode}: {row[f'{mode}_seconds']:.1f} s for {len(result['records'])} runs", flush=True)
+            if "off" in records and "on" in records:
+                pairs = list(zip(records["off"], records["on"]))
+                row["speedup"] = row["off_seconds"] / row["on_seconds"]
+                row["same_dev_selection"] = all((a["best_step"], a["dev_score"]) == (b["best_step"], b["dev_score"]) for a, b in pairs)
+                row["max_test_score_difference"] = max(abs(a["score"] - b["score"]) for a, b in pairs)
+            row["runs"] = len(next(iter(records.values())))
+            figures["arms"][arm] = row
+    done = [r for r in figures["arms"].values() if "speedup" in r]
+    if done:
+        figures["total_speedup"] = sum(r["off_seconds"] for r in done) / sum(r["on_seconds"] for r in done)
+    print(f"\n{'arm':<14} {'runs':>4} {'alone s':>9} {'packed s':>9} {'speedup':>8}  same dev selection  max |test diff|")
+    for arm, r in figures["arms"].items():
+        if "speedup" in r:
+            print(f"{arm:<14} {r['runs']:>4} {r['off_seconds']:>9.1f} {r['on_seconds']:>9.1f} {r['speedup']:>7.2f}x  "
+                  f"{str(r['same_dev_selection']):<18}  {r['max_test_score_difference']:.4f}")
+    if "total_speedup" in figures:
+        print(f"all arms: {figures['total_speedup']:.2f}x on {figures['device']}")
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(figures, indent=2))
+
+
+if __name__ == "__main__":
+    main()

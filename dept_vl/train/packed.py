@@ -1,0 +1,184 @@
+"""Packed training: several runs of a DePT-family method trained together, one pass of the shared frozen base.
+
+Each run keeps its own adapter, data order, learning rates, gradient clipping, dev evaluations, best adapter
+and log, exactly as if it ran alone; only the base's forward and backward are shared. The batch of a step is
+the concatenation of the runs' own batches (each at its own width, right-padded to the widest;
+:func:`dept_vl.dept.multi.packed_forward`), each run's loss is the mean over its own tokens, and the sum of
+the runs' losses gives every run's parameters the gradient they would get alone (no row depends on
+another's adapter). The optimizer holds one group per (run, parameter group); clipping is per run, never over
+the stack; the linear schedule is the loop's own. A run whose loss becomes NaN or infinite leaves the pack
+at the next log or evaluation point; the others go on undisturbed.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+
+from dept_vl.config import TrainConfig
+from dept_vl.dept.model import DePTModel
+from dept_vl.dept.multi import group_losses, packed_forward
+from dept_vl.train import fastpath
+from dept_vl.train.hooks import BestAdapter, LossMeter, TrainLog
+from dept_vl.train.loader import Batch
+from dept_vl.train.loop import LoopResult, linear_schedule, peak_memory_mb
+from dept_vl.train.predict import predict_packed
+
+
+@dataclass
+class PackedRun:
+    """One run of a pack: its model (built on the pack's shared base), its batch plan, its best adapter
+    (``BestAdapter.evaluate`` is not called: the pack scores every run at once) and its ``log.jsonl``."""
+
+    model: DePTModel
+    batches: Sequence[Batch]
+    best: BestAdapter | None = None
+    log_file: str | Path | None = None
+
+
+def can_pack(models: Sequence[Any]) -> str | None:
+    """Why ``models`` cannot train as one pack, or None: DePT-family models on one base object, training
+    nothing of the base (trainable modules would be shared by every run)."""
+    if not all(isinstance(m, DePTModel) for m in models):
+        kinds = sorted({type(m).__name__ for m in models if not isinstance(m, DePTModel)})
+        return f"only DePT and prompt-tuning models change nothing but the input ({', '.join(kinds)} do more)"
+    if len({id(m.base_model) for m in models}) != 1:
+        return "the models are built on different base model objects"
+    trains_base = [m for m in models if m.trainable_modules]
+    if trains_base:
+        return f"dept.trainable_modules={sorted(trains_base[0].trainable_modules)} trains base modules that every run would share"
+    return None
+
+
+class PackedTraining:
+    """The optimizer, schedule and step of a pack (as :class:`dept_vl.train.loop.Training` is for one run)."""
+
+    def __init__(self, runs: Sequence[PackedRun], cfg: TrainConfig, accelerator: Any):
+        why = can_pack([r.model for r in runs])
+        if why:
+            raise ValueError(f"these runs cannot train as one pack: {why}; set adapt.pack=off")
+        if cfg.grad_accum != 1:
+            raise ValueError(f"train.grad_accum={cfg.grad_accum}: packed runs take one micro-batch per step (the pack is "
+                             f"the larger batch); set train.grad_accum=1 or adapt.pack=off")
+        self.runs, self.cfg, self.accelerator = list(runs), cfg, accelerator
+        model = self.runs[0].model
+        fastpath.set_attention(model, fastpath.resolve_attention(cfg.attention, model, accelerator.device))
+        groups, self.owner = [], []
+        for index, run in enumerate(self.runs):
+            for group in run.model.param_groups():
+                groups.append({**group, "name": f"{index}/{group.get('name', 'group')}"})
+                self.owner.append(index)
+        self.optimizer = fastpath.make_optimizer(groups)
+        self.scheduler = linear_schedule(self.optimizer, cfg)
+        self.params = [[p for g, o in zip(self.optimizer.param_groups, self.owner) if o == i for p in g["params"]]
+                       for i in range(len(self.runs))]
+
+    def learning_rates(self, index: int) -> list[float]:
+        return [g["lr"] for g, o in zip(self.optimizer.param_groups, self.owner) if o == index]
+
+    def group_names(self, index: int) -> list[str]:
+        return [g["name"].split("/", 1)[1] for g, o in zip(self.optimizer.param_groups, self.owner) if o == index]
+
+    def step(self, active: Sequence[int], tensors: Sequence[dict[str, torch.Tensor]]) -> torch.Tensor:
+        """One optimizer step of the runs ``active`` on their batches ``tensors``; returns each run's loss
+        (detached, on the device). Runs not in ``active`` get no gradient, so AdamW leaves them as they are."""
+        output = packed_forward([(self.runs[i].model, t) for i, t in zip(active, tensors)])
+        losses = group_losses(output.logits, [t["labels"] for t in tensors])
+        self.accelerator.backward(losses.sum())
+        if self.cfg.max_grad_norm:
+            for i in active:  # per run, as each run alone clips its own gradients
+                self.accelerator.clip_grad_norm_(self.params[i], self.cfg.max_grad_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return losses.detach()
+
+
+def fit_packed(runs: Sequence[PackedRun], cfg: TrainConfig, accelerator: Any,
+               evaluate: Callable[[list[int]], list[float]] | None = None,
+               on_step: Callable[[int], None] | None = None) -> tuple[list[LoopResult], dict[int, str]]:
+    """Train ``runs`` together for ``cfg.max_steps`` steps.
+
+    Args:
+        evaluate: ``evaluate(run_indices) -> dev scores``, called every ``cfg.eval_every`` steps and at the end
+            for the runs still in the pack; each run's ``best`` records its score.
+        on_step: called with the step number after every step (a progress bar).
+
+    Returns:
+        One :class:`LoopResult` per run (the pack's wall-clock and step time; each run's own examples/s) and,
+        by run index, why a run left the pack early (a NaN or infinite loss).
+    """
+    training = PackedTraining(runs, cfg, accelerator)
+    device = accelerator.device
+    logs = [TrainLog(r.log_file, accelerator, cfg.max_steps, 0, False) for r in runs]
+    meters = [LossMeter(device) for _ in runs]
+    nonfinite = torch.zeros(len(runs), dtype=torch.bool, device=device)
+    active, stopped, last_step = list(range(len(runs))), {}, [0] * len(runs)
+    rows = [0] * len(runs)
+    step, step_times, t0 = 0, [], time.perf_counter()
+    models = [r.model for r in runs]
+    try:
+        _train_mode(models, True)
+        while step < cfg.max_steps and active:
+            t_step = time.perf_counter()
+            batches = [runs[i].batches[step] for i in active]
+            tensors = [fastpath.prepare_batch(b.tensors, device) for b in batches]
+            losses = training.step(active, tensors)
+            nonfinite[active] |= ~torch.isfinite(losses)
+            for j, (i, batch, t) in enumerate(zip(active, batches, tensors)):
+                meters[i].add(batch.task, losses[j], int(t["input_ids"].shape[0]))
+                rows[i] += int(t["input_ids"].shape[0])
+            step += 1
+            step_times.append(time.perf_counter() - t_step)
+            for i in active:
+                last_step[i] = step
+            at_log = step % cfg.log_every == 0 or step == cfg.max_steps
+            at_eval = evaluate is not None and (step % cfg.eval_every == 0 or step == cfg.max_steps)
+            if at_log or at_eval:  # the host sync, only here
+                bad = nonfinite.tolist()
+                for i in [i for i in active if bad[i]]:
+                    active.remove(i)
+                    stopped[i] = (f"the loss became NaN or infinite before step {step}; lower the learning rates "
+                                  f"(dept.lr_prompt, dept.lr_lowrank) or check the data")
+            if at_log:
+                for i in active:
+                    logs[i].train(meters[i].record(step, training.learning_rates(i), 1, accelerator.num_processes),
+                                  training.group_names(i))
+            if at_eval and active:
+                _train_mode(models, False)
+                scores = evaluate(list(active))
+                for i, score in zip(active, scores):
+                    logs[i].eval(runs[i].best.record(models[i], score, step) if runs[i].best is not None
+                                 else {"step": step, "eval": score})
+                _train_mode(models, True)
+            if on_step is not None:
+                on_step(step)
+    finally:
+        for log in logs:
+            log.close()
+    seconds = time.perf_counter() - t0
+    results = [LoopResult(
+        steps=last_step[i], best_score=r.best.score if r.best else None, best_step=r.best.step if r.best else None,
+        history=logs[i].history, seconds=seconds, examples_per_s=rows[i] * accelerator.num_processes / max(seconds, 1e-9),
+        step_time_ms=1000 * sum(step_times) / max(len(step_times), 1), peak_memory_mb=peak_memory_mb(device),
+    ) for i, r in enumerate(runs)]
+    return results, stopped
+
+
+def _train_mode(models: Sequence[torch.nn.Module], training: bool) -> None:
+    for model in models:
+        model.train(training)
+
+
+def score_packed(run: Any, task: str, pairs: Sequence[tuple[DePTModel, Sequence[Any]]], collate: Any) -> list[tuple[dict[str, Any], list[str]]]:
+    """``run.score`` for several models at once: each ``(model, examples)`` pair's task metrics and predictions,
+    generated together (:func:`dept_vl.train.predict.predict_packed`) and scored one by one."""
+    from dept_vl.train.run import generation_length
+
+    predictions = predict_packed([m for m, _ in pairs], [e for _, e in pairs], collate, run.base.tokenizer, run.config.eval,
+                                 run.accelerator, generation_length(run.tasks[task], run.config))
+    return [(run.tasks[task].evaluate(p, list(examples)), p) for p, (_, examples) in zip(predictions, pairs)]
