@@ -58,6 +58,10 @@ def _adapt(args: argparse.Namespace) -> int:
     result = run_adapt(_load(args, extra), resume=args.resume, overwrite=args.overwrite)
     for row in result["summary"]:
         print(f"{row['task']:>20} k={row['k']:<3} {row['method']:<14} {row['metric']} {row['mean']:.4f} ± {row['std']:.4f}")
+    for row in result.get("selection", []):  # a learning-rate search: the setting chosen by k-shot dev score
+        chosen = " ".join(f"{k}={v:g}" for k, v in row["best"].items())
+        print(f"{row['task']:>20} k={row['k']:<3} {row['method']:<14} best by dev ({row['dev_mean']:.4f}): {chosen}; "
+              f"test {row['mean']:.4f} ± {row['std']:.4f}")
     print(f"results: {Path(result['output_dir']) / 'results.json'}")
     return 0
 

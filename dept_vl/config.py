@@ -257,6 +257,10 @@ class AdaptConfig:
                                  choices=("prompt", "lowrank", "modules"))
     dev_k: int | None = option(None, "examples (per class) in the k-shot dev split; null = k", minimum=1)
     save_adapters: bool = option(True, "write each run's selected adapter to runs/<label>_k<k>_seed<s>/adapter")
+    lr_prompt: list[float] = option([], "a learning-rate search: prompt learning rates, one run each per k and seed "
+                                    "(best by k-shot dev score in selection.json); empty = dept.lr_prompt alone", above=0)
+    lr_lowrank: list[float] = option([], "a learning-rate search: learning rates of A and B, one run each per k, seed and "
+                                     "adapt.lr_prompt; empty = dept.lr_lowrank alone", above=0)
     pack: str = option("auto", "train the (k, seed) runs together, one pass of the frozen base for all (DePT and prompt "
                        "tuning): on, off, or auto (on with a GPU)", choices=("auto", "on", "off"))
     pack_size: int = option(0, "runs per pack; 0 = auto (every run, at most pack_rows rows a step)", minimum=0)

@@ -141,7 +141,7 @@ def test_a_run_that_goes_nan_leaves_the_pack_and_the_others_end_as_alone(tmp_pat
         return original(self, active, tensors)
 
     monkeypatch.setattr(PackedTraining, "step", poisoned)
-    with pytest.raises(NonFiniteLoss, match=r"1 run\(s\) stopped early .*k=2 seed=1: the loss became NaN or infinite before step 3"):
+    with pytest.raises(NonFiniteLoss, match=r"1 run\(s\) stopped early .*dept-scratch_k2_seed1: the loss became NaN or infinite before step 3"):
         sweep(tmp_path / "packed", "on", *settings)
     assert steps[3] == [0, 2]  # it left the pack at step 3's log point
     kept = json.loads((tmp_path / "packed" / "results.json").read_text())
@@ -267,3 +267,30 @@ def test_predict_serves_several_adapters_in_one_pass_from_a_requests_file(tmp_pa
     file.write_text('{"adapter": null, "input": "a"}\n{"adapter": null}\n')
     assert cli(["predict", "--input", str(file), "--out", str(tmp_path / "other.jsonl"), f"model.backbone={SHIPPED}"]) == 2
     assert f"{file}:2: a request needs a string \"input\"" in capsys.readouterr().err
+
+
+def test_a_learning_rate_search_runs_as_one_pack_and_selects_by_dev_score(tmp_path):
+    from dept_vl.report.results import select_by_dev
+
+    search = ["adapt.task=shapes_count", "adapt.source=none", "adapt.k=[2]", "adapt.seeds=[0,1]", "adapt.lr_prompt=[0.01,0.5]",
+              "adapt.lr_lowrank=[0.001,0.1]", "data.feature_cache=true"]
+    alone, packed = sweep(tmp_path / "alone", "off", *search), sweep(tmp_path / "packed", "on", *search)
+    assert [r["pack_size"] for r in packed] == [8] * 8  # 2 seeds x 2 x 2 learning rates, one pack
+    assert [without_timing(r) for r in packed] == [without_timing(r) for r in alone]
+    assert {(r["lr_prompt"], r["lr_lowrank"]) for r in packed} == {(0.01, 0.001), (0.01, 0.1), (0.5, 0.001), (0.5, 0.1)}
+    for r in packed:  # each run trained at its own learning rates (warm-up is 1 step: step 1 runs at the full rate)
+        folder = tmp_path / "packed" / "runs" / f"dept-scratch_k2_seed{r['seed']}_lrp{r['lr_prompt']:g}_lrl{r['lr_lowrank']:g}"
+        first = json.loads((folder / "log.jsonl").read_text().splitlines()[0])
+        assert first["lr"] == [r["lr_prompt"], r["lr_lowrank"]]
+    # the choice: the setting with the best mean dev score over seeds, computed here from the records
+    selection = json.loads((tmp_path / "packed" / "selection.json").read_text())
+    assert selection == select_by_dev(json.loads((tmp_path / "packed" / "results.json").read_text()))
+    dev = {}
+    for r in packed:
+        dev.setdefault((r["lr_prompt"], r["lr_lowrank"]), []).append(r["dev_score"])
+    best = max(sorted(dev), key=lambda s: sum(dev[s]) / 2)
+    assert (selection[0]["best"]["lr_prompt"], selection[0]["best"]["lr_lowrank"]) == best
+    assert selection[0]["mean"] == sum(r["score"] for r in packed if (r["lr_prompt"], r["lr_lowrank"]) == best) / 2
+    assert len({s["dev_mean"] for s in selection[0]["settings"]}) > 1  # the settings differ: the choice means something
+    summary = (tmp_path / "packed" / "summary.csv").read_text().splitlines()
+    assert summary[0] == "task,method,k,lr_prompt,lr_lowrank,metric,mean,std,seeds" and len(summary) == 5

@@ -32,7 +32,8 @@ from dept_vl.data.example import Example
 from dept_vl.data.kshot import kshot_split
 from dept_vl.io import write_json_atomic, write_text_atomic
 from dept_vl.methods import get_method, list_methods
-from dept_vl.report.results import summarize
+from dept_vl.methods.dept import DePT
+from dept_vl.report.results import SEARCHED, select_by_dev, summarize
 from dept_vl.train.hooks import BestAdapter
 from dept_vl.train.loader import TrainBatches, single_task_plan
 from dept_vl.train.loop import NonFiniteLoss
@@ -43,8 +44,8 @@ from dept_vl.train.run import Run, seed_everything, trainable_count
 
 SUMMARY_FIELDS = ["task", "method", "k", "metric", "mean", "std", "seeds"]
 # settings that do not change what a run computes: left out of its fingerprint
-UNFINGERPRINTED = ("output_dir", "adapt.k", "adapt.seeds", "adapt.save_adapters", "adapt.pack", "adapt.pack_size",
-                   "adapt.pack_rows", "eval.batch_size")
+UNFINGERPRINTED = ("output_dir", "adapt.k", "adapt.seeds", "adapt.lr_prompt", "adapt.lr_lowrank", "adapt.save_adapters",
+                   "adapt.pack", "adapt.pack_size", "adapt.pack_rows", "eval.batch_size")
 PRIVATE_FIELDS = ("settings",)  # kept in a run's result.json, left out of the records and results.json
 
 
@@ -57,9 +58,40 @@ def source_adapter(config: RunConfig) -> Adapter | None:
     return None if is_scratch(config) else read_adapter(config.adapt.source)
 
 
+@dataclass(frozen=True)
+class RunKey:
+    """What tells the runs of a sweep apart: k, seed and, in a learning-rate search, the run's learning rates."""
+
+    k: int
+    seed: int
+    lr_prompt: float | None = None  # set only by a search over adapt.lr_prompt
+    lr_lowrank: float | None = None  # set only by a search over adapt.lr_lowrank
+
+    def folder(self, label: str) -> str:
+        """The run's folder under ``runs/``: ``<label>_k<k>_seed<seed>[_lrp<lr>][_lrl<lr>]``."""
+        name = f"{label}_k{self.k}_seed{self.seed}"
+        name += f"_lrp{self.lr_prompt:g}" if self.lr_prompt is not None else ""
+        return name + (f"_lrl{self.lr_lowrank:g}" if self.lr_lowrank is not None else "")
+
+    def searched(self) -> dict[str, float]:
+        """The searched settings of this run (none outside a search)."""
+        return {k: v for k, v in (("lr_prompt", self.lr_prompt), ("lr_lowrank", self.lr_lowrank)) if v is not None}
+
+    def matches(self, record: dict[str, Any]) -> bool:
+        return (int(record["k"]), int(record["seed"]), record.get("lr_prompt"), record.get("lr_lowrank")) == \
+            (self.k, self.seed, self.lr_prompt, self.lr_lowrank)
+
+
+def run_keys(config: RunConfig) -> list[RunKey]:
+    """Every run of the sweep: k x seeds, times the learning rates searched (``adapt.lr_prompt``, ``adapt.lr_lowrank``)."""
+    keys = [RunKey(k, s, p, q) for k in config.adapt.k for s in config.adapt.seeds
+            for p in (config.adapt.lr_prompt or [None]) for q in (config.adapt.lr_lowrank or [None])]
+    return list(dict.fromkeys(keys))  # a value given twice runs once
+
+
 def run_name(label: str, k: int, seed: int) -> str:
-    """A run's folder under ``runs/``: ``<label>_k<k>_seed<seed>``."""
-    return f"{label}_k{k}_seed{seed}"
+    """The folder of a (k, seed) run outside a search: ``<label>_k<k>_seed<seed>``."""
+    return RunKey(k, seed).folder(label)
 
 
 def run_settings(config: RunConfig) -> dict[str, Any]:
@@ -141,15 +173,18 @@ def run_adapt(config: RunConfig, resume: bool = False, overwrite: bool = False, 
 
 
 def _sweep(config: RunConfig, out: Path, task: str, main: bool, show_progress: bool) -> dict[str, Any]:
-    label = get_method(config.method).results_label(transfer=not is_scratch(config))
+    method = get_method(config.method)
+    if (config.adapt.lr_prompt or config.adapt.lr_lowrank) and not isinstance(method, DePT):
+        raise ValueError(f"adapt.lr_prompt / adapt.lr_lowrank search DePT's and prompt tuning's learning rates; method "
+                         f"{config.method!r} has its own (set them in its section) or use method=dept / prompt_tuning")
+    label = method.results_label(transfer=not is_scratch(config))
     settings = run_settings(config)
     mark = fingerprint(settings)
     done = finished_runs(out)
     check_settings(done, task, label, settings, out)
-    wanted = [(k, s) for k in config.adapt.k for s in config.adapt.seeds]
-    wanted = list(dict.fromkeys(wanted))  # a k or seed given twice runs once
-    kept = {(k, s): done[run_name(label, k, s)] for k, s in wanted
-            if run_name(label, k, s) in done and _matches(done[run_name(label, k, s)], task, label, k, s, mark)}
+    wanted = run_keys(config)
+    kept = {key: done[key.folder(label)] for key in wanted
+            if key.folder(label) in done and _matches(done[key.folder(label)], task, label, key, mark)}
     todo = [key for key in wanted if key not in kept]
     every = {name: public(record) for name, record in done.items()}  # all finished runs of the folder, new ones added
     records = {key: public(record) for key, record in kept.items()}
@@ -171,21 +206,21 @@ def _sweep(config: RunConfig, out: Path, task: str, main: bool, show_progress: b
     finally:
         bar.close()
     ordered = [records[key] for key in wanted]
-    return {"records": ordered, "summary": summary_rows(list(every.values())), "output_dir": str(out),
-            "skipped": len(kept)}
+    result = {"records": ordered, "summary": summary_rows(list(every.values())), "output_dir": str(out), "skipped": len(kept)}
+    if config.adapt.lr_prompt or config.adapt.lr_lowrank:
+        result["selection"] = select_by_dev(list(every.values()))
+    return result
 
 
-def _matches(record: dict[str, Any], task: str, label: str, k: int, seed: int, mark: str) -> bool:
-    return (record["task"] == task and record["method"] == label and int(record["k"]) == k and int(record["seed"]) == seed
-            and record.get("fingerprint") == mark)
+def _matches(record: dict[str, Any], task: str, label: str, key: RunKey, mark: str) -> bool:
+    return record["task"] == task and record["method"] == label and key.matches(record) and record.get("fingerprint") == mark
 
 
 @dataclass
 class KShotRun:
-    """One (k, seed) run of a sweep: its data, its folder, its config, its model and best adapter."""
+    """One run of a sweep: its key, data, folder, config, model and best adapter."""
 
-    k: int
-    seed: int
+    key: RunKey
     train: list[Example]
     dev: list[Example]
     folder: Path
@@ -195,7 +230,7 @@ class KShotRun:
 
 
 def _train(config: RunConfig, out: Path, task: str, label: str, mark: str, settings: dict[str, Any],
-           todo: list[tuple[int, int]], records: dict, every: dict, main: bool, bar: Any) -> None:
+           todo: list[RunKey], records: dict, every: dict, main: bool, bar: Any) -> None:
     # setup: everything that can fail does so before the first run trains
     source = source_adapter(config)  # read (and refused, when it cannot serve) before anything is loaded
     train_config = get_method(config.method).with_source(config, source) if source is not None else config
@@ -206,10 +241,11 @@ def _train(config: RunConfig, out: Path, task: str, label: str, mark: str, setti
     pool = run.load(task, "train", config.data.train_size)
     test = run.load(task, config.eval.split, config.data.eval_size)
     plans = []
-    for k, seed in todo:
-        train, dev = kshot_split(pool, k, seed, config.adapt.dev_k)
-        run_config = dataclasses.replace(train_config, train=dataclasses.replace(train_config.train, seed=seed))
-        plans.append(KShotRun(k, seed, train, dev, out / "runs" / run_name(label, k, seed), run_config))
+    for key in todo:
+        train, dev = kshot_split(pool, key.k, key.seed, config.adapt.dev_k)
+        run_config = dataclasses.replace(train_config, train=dataclasses.replace(train_config.train, seed=key.seed),
+                                         dept=dataclasses.replace(train_config.dept, **key.searched()))
+        plans.append(KShotRun(key, train, dev, out / "runs" / key.folder(label), run_config))
     collate = run.collator([test, pool], train_config)
     if main:
         out.mkdir(parents=True, exist_ok=True)
@@ -220,16 +256,16 @@ def _train(config: RunConfig, out: Path, task: str, label: str, mark: str, setti
             if plan.folder.exists():  # an unfinished (or outdated) run: start it again from nothing
                 shutil.rmtree(plan.folder)
             plan.folder.mkdir(parents=True)
-        plan.model = run.new_model(plan.seed, plan.config)
+        plan.model = run.new_model(plan.key.seed, plan.config)
         if source is not None:
             plan.model.load_adapter_state(source.tensors, parts=config.adapt.transfer)
 
     def batches(plan: KShotRun) -> TrainBatches:
-        return TrainBatches(single_task_plan(plan.train, plan.config.train, plan.seed, task), {task: plan.train}, collate)
+        return TrainBatches(single_task_plan(plan.train, plan.config.train, plan.key.seed, task), {task: plan.train}, collate)
 
     def finish(plan: KShotRun, result: Any, metrics: dict[str, Any], predictions: list[str], pack: int) -> None:
         record = {
-            "task": task, "k": plan.k, "method": label, "seed": plan.seed, "score": metrics["headline"],
+            "task": task, "k": plan.key.k, "method": label, "seed": plan.key.seed, **plan.key.searched(), "score": metrics["headline"],
             "metric": run.tasks[task].headline_metric, "metrics": metrics, "best_step": result.best_step,
             "dev_score": result.best_score, "train_size": len(plan.train), "dev_size": len(plan.dev), "test_size": len(test),
             "train_seconds": result.seconds, "step_time_ms": result.step_time_ms,
@@ -237,7 +273,7 @@ def _train(config: RunConfig, out: Path, task: str, label: str, mark: str, setti
             "trainable_parameters": trainable_count(plan.model), "fingerprint": mark, "pack_size": pack,
         }
         record = json.loads(json.dumps(record))  # as it reads back from result.json, so kept and new runs compare equal
-        records[(plan.k, plan.seed)] = every[plan.folder.name] = record
+        records[plan.key] = every[plan.folder.name] = record
         if main:
             if config.adapt.save_adapters:
                 plan.model.save_pretrained(plan.folder / "adapter")
@@ -245,9 +281,10 @@ def _train(config: RunConfig, out: Path, task: str, label: str, mark: str, setti
             plan.config.save(plan.folder / "config.yaml")
             write_json_atomic(plan.folder / "result.json", {**record, "settings": settings})  # last: marks the run finished
             _write_results(out, every)
-            bar.write(f"{task} k={plan.k} seed={plan.seed} {label}: {record['metric']} {record['score']:.4f}")
+            searched = "".join(f" {k}={v:g}" for k, v in plan.key.searched().items())
+            bar.write(f"{task} k={plan.key.k} seed={plan.key.seed}{searched} {label}: {record['metric']} {record['score']:.4f}")
         bar.update(1)
-        bar.set_postfix(k=plan.k, seed=plan.seed, score=f"{record['score']:.4f}")
+        bar.set_postfix(k=plan.key.k, seed=plan.key.seed, score=f"{record['score']:.4f}")
 
     size = pack_size(config, run, len(plans))
     if size > 1:
@@ -273,7 +310,7 @@ def _train(config: RunConfig, out: Path, task: str, label: str, mark: str, setti
             scored = score_packed(run, task, [(pack[i].model, test) for i in done], collate)
             for i, (metrics, predictions) in zip(done, scored):
                 finish(pack[i], results[i], metrics, predictions, len(pack))
-            failed += [f"k={pack[i].k} seed={pack[i].seed}: {why}" for i, why in stopped.items()]
+            failed += [f"{pack[i].folder.name}: {why}" for i, why in stopped.items()]
             for plan in pack:
                 plan.model = plan.best = None  # free the pack's adapters before the next one
         if failed:
@@ -313,20 +350,26 @@ def pack_size(config: RunConfig, run: Run, runs: int) -> int:
 
 def _write_results(out: Path, every: dict[str, dict[str, Any]]) -> None:
     """``results.json``, ``summary.json``, ``summary.csv`` from every finished run of the folder."""
-    records = sorted(every.values(), key=lambda r: (r["task"], r["method"], int(r["k"]), int(r["seed"])))
+    records = sorted(every.values(), key=lambda r: (r["task"], r["method"], int(r["k"]), int(r["seed"]),
+                                                    r.get("lr_prompt") or 0.0, r.get("lr_lowrank") or 0.0))
     summary = summary_rows(records)
     write_json_atomic(out / "results.json", records)
     write_json_atomic(out / "summary.json", summary)
     write_text_atomic(out / "summary.csv", summary_csv(summary))
+    if any("lr_prompt" in r or "lr_lowrank" in r for r in records):
+        write_json_atomic(out / "selection.json", select_by_dev(records))
 
 
 def summary_rows(records: list[dict]) -> list[dict]:
-    return [{**{f: row[f] for f in SUMMARY_FIELDS if f in row}, "seeds": row["n"]} for row in summarize(records)]
+    """Mean and std over seeds per task, method, k (and searched setting), in the fields of ``summary.csv``."""
+    return [{**{f: row[f] for f in SUMMARY_FIELDS if f in row}, **{f: row[f] for f in SEARCHED if f in row}, "seeds": row["n"]}
+            for row in summarize(records)]
 
 
 def summary_csv(summary: list[dict]) -> str:
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=SUMMARY_FIELDS)
+    searched = [f for f in SEARCHED if any(f in row for row in summary)]
+    writer = csv.DictWriter(buffer, fieldnames=SUMMARY_FIELDS[:3] + searched + SUMMARY_FIELDS[3:])
     writer.writeheader()
     writer.writerows(summary)
     return buffer.getvalue()

@@ -30,17 +30,42 @@ def load_results(run_dir: str | Path) -> list[dict[str, Any]]:
     return records
 
 
+SEARCHED = ("lr_prompt", "lr_lowrank")  # record fields of a learning-rate search (absent outside one)
+
+
 def summarize(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Mean and standard deviation over seeds per (task, k, method), sorted by task, k, method."""
+    """Mean and standard deviation over seeds per (task, k, method) and, in a learning-rate search, per setting
+    (the rows then carry ``lr_prompt`` / ``lr_lowrank``); sorted by task, k, method, setting."""
     groups: dict[tuple, list[float]] = {}
     metrics: dict[str, str] = {}
     for r in records:
-        groups.setdefault((r["task"], int(r["k"]), r["method"]), []).append(float(r["score"]))
+        setting = tuple((f, r[f]) for f in SEARCHED if f in r)
+        groups.setdefault((r["task"], int(r["k"]), r["method"], setting), []).append(float(r["score"]))
         metrics[r["task"]] = r["metric"]
     rows = []
-    for (task, k, method), scores in sorted(groups.items()):
-        rows.append({"task": task, "k": k, "method": method, "metric": metrics[task], "mean": statistics.fmean(scores),
+    for (task, k, method, setting), scores in sorted(groups.items()):
+        rows.append({"task": task, "k": k, "method": method, **dict(setting), "metric": metrics[task], "mean": statistics.fmean(scores),
                      "std": statistics.stdev(scores) if len(scores) > 1 else 0.0, "n": len(scores), "scores": scores})
+    return rows
+
+
+def select_by_dev(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A learning-rate search's choice per (task, method, k): the setting with the best mean k-shot dev score over
+    seeds (ties: the first in sorted order), with its test mean and std, and every setting's dev and test means."""
+    by_setting: dict[tuple, dict[tuple, list[dict[str, Any]]]] = {}
+    for r in records:
+        setting = tuple((f, r[f]) for f in SEARCHED if f in r)
+        by_setting.setdefault((r["task"], r["method"], int(r["k"])), {}).setdefault(setting, []).append(r)
+    rows = []
+    for (task, method, k), settings in sorted(by_setting.items()):
+        table = [{**dict(setting), "dev_mean": statistics.fmean(float(r["dev_score"]) for r in runs),
+                  "test_mean": statistics.fmean(float(r["score"]) for r in runs), "seeds": len(runs)}
+                 for setting, runs in sorted(settings.items())]
+        best = max(range(len(table)), key=lambda i: (table[i]["dev_mean"], -i))
+        scores = [float(r["score"]) for r in sorted(settings.items())[best][1]]
+        rows.append({"task": task, "method": method, "k": k, "best": {f: table[best][f] for f in SEARCHED if f in table[best]},
+                     "dev_mean": table[best]["dev_mean"], "mean": statistics.fmean(scores),
+                     "std": statistics.stdev(scores) if len(scores) > 1 else 0.0, "seeds": len(scores), "settings": table})
     return rows
 
 
