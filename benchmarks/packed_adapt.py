@@ -8,6 +8,8 @@ and whether every run's dev selection and test score agree between the two.
     # GPU, T5-base shapes with random weights (offline), VL feature cache, 1,000 test examples, 5 beams
     PYTHONUNBUFFERED=1 PYTHONPATH=. python3 benchmarks/packed_adapt.py --out benchmarks/results/packed-adapt-t5-base.json
     python benchmarks/packed_adapt.py --smoke       # CPU, the shipped tiny backbone, seconds
+    # CPU, the demo's own target stage (shipped backbone, m=8, r=4, greedy, eval batch 500)
+    python benchmarks/packed_adapt.py --backbone shipped:backbone-tiny --m 8 --r 4 --beams 1 --eval-batch-size 500
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ ARMS = {"dept-transfer": ("dept", True), "dept-scratch": ("dept", False), "pt-tr
 
 
 def settings(args: argparse.Namespace) -> list[str]:
-    model = ["model.backbone=shipped:backbone-tiny"] if args.smoke else [f"model.preset={args.preset}"]
+    backbone = "shipped:backbone-tiny" if args.smoke else args.backbone
+    model = [f"model.backbone={backbone}"] if backbone else [f"model.preset={args.preset}"]
     return model + [
         "data.format=shifted", "data.feature_cache=true", f"dept.num_virtual_tokens={args.m}", f"dept.rank={args.r}",
         f"dept.max_length={args.s}", "dept.lr_prompt=0.05", "dept.lr_lowrank=0.001", f"train.batch_size={args.batch_size}",
@@ -44,6 +47,7 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="t5-base-random")
+    parser.add_argument("--backbone", default=None, help="a backbone folder instead of --preset (shipped:backbone-tiny: the demo's)")
     parser.add_argument("--task", default="shapes_count")
     parser.add_argument("--arms", default=",".join(ARMS), help=f"comma-separated, of {', '.join(ARMS)}")
     parser.add_argument("--k", type=int, nargs="+", default=[4, 16, 32])

@@ -294,3 +294,27 @@ def test_a_learning_rate_search_runs_as_one_pack_and_selects_by_dev_score(tmp_pa
     assert len({s["dev_mean"] for s in selection[0]["settings"]}) > 1  # the settings differ: the choice means something
     summary = (tmp_path / "packed" / "summary.csv").read_text().splitlines()
     assert summary[0] == "task,method,k,lr_prompt,lr_lowrank,metric,mean,std,seeds" and len(summary) == 5
+
+
+def test_a_killed_packed_sweep_keeps_finished_packs_and_resumes_with_the_rest(tmp_path, monkeypatch):
+    import dept_vl.recipes.adapt as adapt
+
+    settings = ["adapt.task=shapes_para", "adapt.source=none", "adapt.k=[2]", "adapt.seeds=[0,1,2]", "adapt.pack_size=2"]
+    whole = sweep(tmp_path / "whole", "on", *settings)
+    packs, original = [], adapt.fit_packed
+
+    def second_pack_killed(runs, *args, **kwargs):
+        packs.append(len(runs))
+        if len(packs) == 2:
+            raise KeyboardInterrupt
+        return original(runs, *args, **kwargs)
+
+    monkeypatch.setattr(adapt, "fit_packed", second_pack_killed)
+    with pytest.raises(KeyboardInterrupt, match="2 of 3 runs finished"):
+        sweep(tmp_path / "killed", "on", *settings)
+    assert packs == [2, 1] and len(json.loads((tmp_path / "killed" / "results.json").read_text())) == 2
+    monkeypatch.setattr(adapt, "fit_packed", original)
+    result = adapt.run_adapt(load_config(None, BASE + [f"output_dir={tmp_path / 'killed'}", "adapt.pack=on", *settings]),
+                             resume=True, show_progress=False)
+    assert result["skipped"] == 2  # only the unfinished run trained again (alone: a pack of one is a run alone)
+    assert [without_timing(r) for r in result["records"]] == [without_timing(r) for r in whole]

@@ -5,6 +5,11 @@ score, restores it, and is scored on the test split. Writes ``runs/<label>_k<k>_
 ``predictions.jsonl``, ``log.jsonl``, ``config.yaml``, ``adapter/``), ``results.json``, ``summary.json`` and
 ``summary.csv``; ``<label>`` is the method's results label (``dept-transfer``, ``pt-scratch``, ...).
 
+With ``adapt.pack`` (auto: on a GPU) the runs train and predict together in packs that share each pass of the
+frozen base (:mod:`dept_vl.train.packed`), each run computing what it computes alone. ``adapt.lr_prompt`` /
+``adapt.lr_lowrank`` turn the sweep into a learning-rate search: one run per (k, seed, rates), and
+``selection.json`` names the setting with the best mean k-shot dev score.
+
 The folder accumulates: with ``resume`` a finished run (its ``result.json`` written, same task, label, k, seed
 and settings) is kept and skipped, and ``results.json``/``summary.*`` are rewritten from every finished run
 of the folder after each run, so a killed sweep keeps what it finished and ``--resume`` runs only the rest.
