@@ -118,3 +118,21 @@ def test_official_checkpoints_without_the_release(inputs, monkeypatch):
     out = text_of(execute(ROOT / "notebooks" / "official_checkpoints.ipynb",
                           {"DEPT_VL_OFFICIAL": str(inputs["empty"] / "absent")}, monkeypatch))
     assert "no released checkpoint" in out
+
+
+def test_every_notebook_has_a_rendered_page_showing_its_current_code():
+    """docs/notebooks/<name>.md (tools/render_notebooks.py) shows each notebook's outputs on a code host; its code
+    blocks must be the notebook's code cells as they are now, and every figure it shows must be there."""
+    import re
+
+    pages = ROOT / "docs" / "notebooks"
+    for notebook in NOTEBOOKS:
+        page = pages / f"{notebook.stem}.md"
+        assert page.is_file(), f"no rendered page for {notebook.name}: run python tools/render_notebooks.py runs/demo"
+        text = page.read_text()
+        shown = [block.strip() for block in re.findall(r"```python\n(.*?)```", text, flags=re.S)]
+        current = ["".join(c.source).strip() for c in nbformat.read(notebook, as_version=4).cells if c.cell_type == "code"]
+        assert shown == current, f"{page.name} was rendered from older code of {notebook.name}; render it again"
+        figures = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
+        assert figures and all((pages / f).is_file() for f in figures), page.name
+        assert not re.search(r"/(?:tmp|home|root|work)/", text), f"{page.name} shows a path of the machine that rendered it"
