@@ -14,6 +14,12 @@ from dept_vl.data.example import Example
 from dept_vl.io import write_text_atomic
 
 
+def length_batches(examples: Sequence[Example], batch_size: int) -> list[list[int]]:
+    """Indices of ``examples`` sorted by input length, cut into batches of ``batch_size`` (little padding)."""
+    order = sorted(range(len(examples)), key=lambda i: len(examples[i].input_text))
+    return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+
+
 @torch.no_grad()
 def predict(
     model: Any, examples: Sequence[Example], collate: Collator, tokenizer: Any, cfg: EvalConfig,
@@ -26,8 +32,7 @@ def predict(
     rank = accelerator.process_index if accelerator is not None else 0
     world = accelerator.num_processes if accelerator is not None else 1
     device = accelerator.device if accelerator is not None else next(model.parameters()).device
-    order = sorted(range(len(examples)), key=lambda i: len(examples[i].input_text))
-    batches = [order[start : start + cfg.batch_size] for start in range(0, len(order), cfg.batch_size)]
+    batches = length_batches(examples, cfg.batch_size)
     was_training = model.training
     model.eval()
     pairs: list[tuple[int, str]] = []
@@ -69,10 +74,7 @@ def predict_packed(
     rank = accelerator.process_index if accelerator is not None else 0
     world = accelerator.num_processes if accelerator is not None else 1
     device = accelerator.device if accelerator is not None else next(models[0].parameters()).device
-    per_run = []
-    for examples in example_sets:
-        order = sorted(range(len(examples)), key=lambda i: len(examples[i].input_text))
-        per_run.append([order[start : start + cfg.batch_size] for start in range(0, len(order), cfg.batch_size)])
+    per_run = [length_batches(examples, cfg.batch_size) for examples in example_sets]
     calls: list[list[tuple[int, list[int]]]] = []
     for j in range(max((len(b) for b in per_run), default=0)):
         current: list[tuple[int, list[int]]] = []
