@@ -261,6 +261,11 @@ class AdaptConfig:
                                     "(best by k-shot dev score in selection.json); empty = dept.lr_prompt alone", above=0)
     lr_lowrank: list[float] = option([], "a learning-rate search: learning rates of A and B, one run each per k, seed and "
                                      "adapt.lr_prompt; empty = dept.lr_lowrank alone", above=0)
+    num_virtual_tokens: list[int] = option([], "a shape search: prompt lengths m, each with the largest rank r that keeps "
+                                           "the parameter budget of dept.num_virtual_tokens and dept.rank; one run each per "
+                                           "k, seed and learning rates; empty = no shape search", minimum=1)
+    rank: list[int] = option([], "a shape search: ranks r, each with the largest m that keeps the budget (as "
+                             "adapt.num_virtual_tokens; give one of the two)", minimum=1)
     pack: str = option("auto", "train the (k, seed) runs together, one pass of the frozen base for all (DePT and prompt "
                        "tuning): on, off, or auto (on with a GPU)", choices=("auto", "on", "off"))
     pack_size: int = option(0, "runs per pack; 0 = auto (every run, at most pack_rows rows a step)", minimum=0)
@@ -268,6 +273,9 @@ class AdaptConfig:
 
     def __post_init__(self) -> None:
         check_section(self, "adapt")
+        if self.num_virtual_tokens and self.rank:
+            raise ValueError(f"adapt.num_virtual_tokens={self.num_virtual_tokens} and adapt.rank={self.rank}: a shape search "
+                             f"sets one of the two, the budget sets the other; give one")
 
 
 @dataclass

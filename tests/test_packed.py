@@ -318,3 +318,35 @@ def test_a_killed_packed_sweep_keeps_finished_packs_and_resumes_with_the_rest(tm
                              resume=True, show_progress=False)
     assert result["skipped"] == 2  # only the unfinished run trained again (alone: a pack of one is a run alone)
     assert [without_timing(r) for r in result["records"]] == [without_timing(r) for r in whole]
+
+
+def test_a_shape_search_trades_prompt_tokens_for_rank_at_one_budget_and_packs_different_shapes(tmp_path):
+    from dept_vl.adapter import read_adapter
+    from dept_vl.report.results import select_by_dev
+
+    search = ["adapt.task=shapes_count", "adapt.source=none", "adapt.k=[2]", "adapt.seeds=[0,1]",
+              "adapt.num_virtual_tokens=[2,6]", "data.feature_cache=true"]
+    alone, packed = sweep(tmp_path / "alone", "off", *search), sweep(tmp_path / "packed", "on", *search)
+    assert [r["pack_size"] for r in packed] == [4] * 4  # two shapes x two seeds in one pack
+    assert [without_timing(r) for r in packed] == [without_timing(r) for r in alone]
+    # the budget of m=4, r=2 at d=64 (the shipped backbone), s=96: 4*64 + 2*(96+64) = 576 parameters; the largest
+    # rank for m=2 is (576 - 128) // 160 = 2 (448 parameters), for m=6 it is (576 - 384) // 160 = 1 (544)
+    expected = {2: (2, 448), 6: (1, 544)}
+    for r in packed:
+        rank, count = expected[r["num_virtual_tokens"]]
+        assert r["dept_shape"] == [r["num_virtual_tokens"], rank] and r["trainable_parameters"] == count
+        adapter = read_adapter(tmp_path / "packed" / "runs" / f"dept-scratch_k2_seed{r['seed']}_m{r['num_virtual_tokens']}" / "adapter")
+        assert sorted(tuple(t.shape) for t in adapter.tensors.values()) == sorted([(r["num_virtual_tokens"], 64), (96, rank), (rank, 64)])
+    selection = json.loads((tmp_path / "packed" / "selection.json").read_text())
+    assert selection == select_by_dev(json.loads((tmp_path / "packed" / "results.json").read_text()))
+    assert [s["num_virtual_tokens"] for s in selection[0]["settings"]] == [2, 6]
+
+
+@pytest.mark.parametrize("bad, message", [
+    (["method=prompt_tuning", "adapt.source=none", "adapt.num_virtual_tokens=[2]"], "no rank to trade"),
+    (["adapt.source=somewhere", "adapt.rank=[1]"], "fixes m and r"),
+    (["adapt.source=none", "adapt.num_virtual_tokens=[40]"], "num_virtual_tokens=40 leaves no rank"),
+])
+def test_a_shape_search_that_cannot_keep_the_budget_is_refused_before_training(tmp_path, bad, message):
+    with pytest.raises(ValueError, match=message):
+        sweep(tmp_path / "out", "on", "adapt.task=shapes_count", *bad)

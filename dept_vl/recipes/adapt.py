@@ -7,8 +7,10 @@ score, restores it, and is scored on the test split. Writes ``runs/<label>_k<k>_
 
 With ``adapt.pack`` (auto: on a GPU) the runs train and predict together in packs that share each pass of the
 frozen base (:mod:`dept_vl.train.packed`), each run computing what it computes alone. ``adapt.lr_prompt`` /
-``adapt.lr_lowrank`` turn the sweep into a learning-rate search: one run per (k, seed, rates), and
-``selection.json`` names the setting with the best mean k-shot dev score.
+``adapt.lr_lowrank`` turn the sweep into a learning-rate search: one run per (k, seed, rates);
+``adapt.num_virtual_tokens`` or ``adapt.rank`` into a shape search at DePT's parameter budget (m traded against
+r, runs of different shapes share a pack); ``selection.json`` names the setting with the best mean k-shot dev
+score.
 
 The folder accumulates: with ``resume`` a finished run (its ``result.json`` written, same task, label, k, seed
 and settings) is kept and skipped, and ``results.json``/``summary.*`` are rewritten from every finished run
@@ -35,6 +37,8 @@ from dept_vl.adapter import Adapter, read_adapter
 from dept_vl.config import RunConfig
 from dept_vl.data.example import Example
 from dept_vl.data.kshot import kshot_split
+from dept_vl.dept.budget import shape_at_budget
+from dept_vl.dept.config import DePTConfig
 from dept_vl.io import write_json_atomic, write_text_atomic
 from dept_vl.methods import get_method, list_methods
 from dept_vl.methods.dept import DePT
@@ -49,13 +53,20 @@ from dept_vl.train.run import Run, seed_everything, trainable_count
 
 SUMMARY_FIELDS = ["task", "method", "k", "metric", "mean", "std", "seeds"]
 # settings that do not change what a run computes: left out of its fingerprint
-UNFINGERPRINTED = ("output_dir", "adapt.k", "adapt.seeds", "adapt.lr_prompt", "adapt.lr_lowrank", "adapt.save_adapters",
+UNFINGERPRINTED = ("output_dir", "adapt.k", "adapt.seeds", "adapt.lr_prompt", "adapt.lr_lowrank", "adapt.num_virtual_tokens",
+                   "adapt.rank", "adapt.save_adapters",
                    "adapt.pack", "adapt.pack_size", "adapt.pack_rows", "eval.batch_size")
 PRIVATE_FIELDS = ("settings",)  # kept in a run's result.json, left out of the records and results.json
 
 
 def is_scratch(config: RunConfig) -> bool:
     return config.adapt.source in (None, "", "none", "None")
+
+
+def is_search(config: RunConfig) -> bool:
+    """Whether the sweep searches learning rates or shapes (then ``selection.json`` picks by k-shot dev score)."""
+    a = config.adapt
+    return bool(a.lr_prompt or a.lr_lowrank or a.num_virtual_tokens or a.rank)
 
 
 def source_adapter(config: RunConfig) -> Adapter | None:
@@ -65,33 +76,47 @@ def source_adapter(config: RunConfig) -> Adapter | None:
 
 @dataclass(frozen=True)
 class RunKey:
-    """What tells the runs of a sweep apart: k, seed and, in a learning-rate search, the run's learning rates."""
+    """What tells the runs of a sweep apart: k, seed and, in a search, the run's learning rates or DePT shape."""
 
     k: int
     seed: int
     lr_prompt: float | None = None  # set only by a search over adapt.lr_prompt
     lr_lowrank: float | None = None  # set only by a search over adapt.lr_lowrank
+    num_virtual_tokens: int | None = None  # set only by a shape search over adapt.num_virtual_tokens
+    rank: int | None = None  # set only by a shape search over adapt.rank
 
     def folder(self, label: str) -> str:
-        """The run's folder under ``runs/``: ``<label>_k<k>_seed<seed>[_lrp<lr>][_lrl<lr>]``."""
-        name = f"{label}_k{self.k}_seed{self.seed}"
-        name += f"_lrp{self.lr_prompt:g}" if self.lr_prompt is not None else ""
-        return name + (f"_lrl{self.lr_lowrank:g}" if self.lr_lowrank is not None else "")
+        """The run's folder under ``runs/``: ``<label>_k<k>_seed<seed>[_lrp<lr>][_lrl<lr>][_m<m>][_r<r>]``."""
+        tags = {"lr_prompt": "lrp", "lr_lowrank": "lrl", "num_virtual_tokens": "m", "rank": "r"}
+        return f"{label}_k{self.k}_seed{self.seed}" + "".join(f"_{tags[k]}{v:g}" for k, v in self.searched().items())
 
     def searched(self) -> dict[str, float]:
         """The searched settings of this run (none outside a search)."""
-        return {k: v for k, v in (("lr_prompt", self.lr_prompt), ("lr_lowrank", self.lr_lowrank)) if v is not None}
+        return {k: v for k in SEARCHED if (v := getattr(self, k)) is not None}
 
     def matches(self, record: dict[str, Any]) -> bool:
-        return (int(record["k"]), int(record["seed"]), record.get("lr_prompt"), record.get("lr_lowrank")) == \
-            (self.k, self.seed, self.lr_prompt, self.lr_lowrank)
+        return (int(record["k"]), int(record["seed"]), *(record.get(f) for f in SEARCHED)) == \
+            (self.k, self.seed, *(getattr(self, f) for f in SEARCHED))
 
 
 def run_keys(config: RunConfig) -> list[RunKey]:
-    """Every run of the sweep: k x seeds, times the learning rates searched (``adapt.lr_prompt``, ``adapt.lr_lowrank``)."""
-    keys = [RunKey(k, s, p, q) for k in config.adapt.k for s in config.adapt.seeds
-            for p in (config.adapt.lr_prompt or [None]) for q in (config.adapt.lr_lowrank or [None])]
+    """Every run of the sweep: k x seeds, times the learning rates searched (``adapt.lr_prompt``,
+    ``adapt.lr_lowrank``), times the shapes searched (``adapt.num_virtual_tokens`` or ``adapt.rank``)."""
+    a = config.adapt
+    keys = [RunKey(k, s, p, q, m, r) for k in a.k for s in a.seeds for p in (a.lr_prompt or [None])
+            for q in (a.lr_lowrank or [None]) for m in (a.num_virtual_tokens or [None]) for r in (a.rank or [None])]
     return list(dict.fromkeys(keys))  # a value given twice runs once
+
+
+def run_dept(key: RunKey, dept: DePTConfig, d_model: int) -> DePTConfig:
+    """The DePT settings of one run: the searched learning rates, and a searched shape with the other half of
+    (m, r) chosen to keep the parameter budget of ``dept`` (:func:`dept_vl.dept.budget.shape_at_budget`)."""
+    rates = {k: v for k, v in key.searched().items() if k in ("lr_prompt", "lr_lowrank")}
+    if key.num_virtual_tokens is not None or key.rank is not None:
+        m, r = shape_at_budget(dept.num_parameters(d_model), d_model, dept.max_length,
+                               num_virtual_tokens=key.num_virtual_tokens, rank=key.rank)
+        rates.update(num_virtual_tokens=m, rank=r)
+    return dataclasses.replace(dept, **rates)
 
 
 def run_name(label: str, k: int, seed: int) -> str:
@@ -182,6 +207,12 @@ def _sweep(config: RunConfig, out: Path, task: str, main: bool, show_progress: b
     if (config.adapt.lr_prompt or config.adapt.lr_lowrank) and not isinstance(method, DePT):
         raise ValueError(f"adapt.lr_prompt / adapt.lr_lowrank search DePT's and prompt tuning's learning rates; method "
                          f"{config.method!r} has its own (set them in its section) or use method=dept / prompt_tuning")
+    shapes = config.adapt.num_virtual_tokens or config.adapt.rank
+    if shapes and (type(method) is not DePT or not is_scratch(config)):
+        why = (f"method {config.method!r} has no rank to trade for prompt tokens" if type(method) is not DePT else
+               f"adapt.source={config.adapt.source!r} fixes m and r (a target run takes its source's shapes)")
+        raise ValueError(f"a shape search (adapt.num_virtual_tokens / adapt.rank) trades DePT's prompt tokens against its "
+                         f"rank at one parameter budget, from scratch; {why}: use method=dept with adapt.source=none")
     label = method.results_label(transfer=not is_scratch(config))
     settings = run_settings(config)
     mark = fingerprint(settings)
@@ -212,7 +243,7 @@ def _sweep(config: RunConfig, out: Path, task: str, main: bool, show_progress: b
         bar.close()
     ordered = [records[key] for key in wanted]
     result = {"records": ordered, "summary": summary_rows(list(every.values())), "output_dir": str(out), "skipped": len(kept)}
-    if config.adapt.lr_prompt or config.adapt.lr_lowrank:
+    if is_search(config):
         result["selection"] = select_by_dev(list(every.values()))
     return result
 
@@ -243,13 +274,14 @@ def _train(config: RunConfig, out: Path, task: str, label: str, mark: str, setti
     if source is not None:
         run.method.check_base(source, run.base)
     seed_everything(0)
+    d_model = int(run.base.get_input_embeddings().weight.shape[1])
     pool = run.load(task, "train", config.data.train_size)
     test = run.load(task, config.eval.split, config.data.eval_size)
     plans = []
     for key in todo:
         train, dev = kshot_split(pool, key.k, key.seed, config.adapt.dev_k)
         run_config = dataclasses.replace(train_config, train=dataclasses.replace(train_config.train, seed=key.seed),
-                                         dept=dataclasses.replace(train_config.dept, **key.searched()))
+                                         dept=run_dept(key, train_config.dept, d_model))
         plans.append(KShotRun(key, train, dev, out / "runs" / key.folder(label), run_config))
     collate = run.collator([test, pool], train_config)
     if main:
@@ -276,6 +308,7 @@ def _train(config: RunConfig, out: Path, task: str, label: str, mark: str, setti
             "train_seconds": result.seconds, "step_time_ms": result.step_time_ms,
             "examples_per_s": result.examples_per_s, "peak_memory_mb": result.peak_memory_mb,
             "trainable_parameters": trainable_count(plan.model), "fingerprint": mark, "pack_size": pack,
+            "dept_shape": [plan.model.dept_config.num_virtual_tokens, plan.model.dept_config.rank] if hasattr(plan.model, "dept_config") else None,
         }
         record = json.loads(json.dumps(record))  # as it reads back from result.json, so kept and new runs compare equal
         records[plan.key] = every[plan.folder.name] = record
@@ -361,7 +394,7 @@ def _write_results(out: Path, every: dict[str, dict[str, Any]]) -> None:
     write_json_atomic(out / "results.json", records)
     write_json_atomic(out / "summary.json", summary)
     write_text_atomic(out / "summary.csv", summary_csv(summary))
-    if any("lr_prompt" in r or "lr_lowrank" in r for r in records):
+    if any(f in r for r in records for f in SEARCHED):
         write_json_atomic(out / "selection.json", select_by_dev(records))
 
 

@@ -30,11 +30,11 @@ def load_results(run_dir: str | Path) -> list[dict[str, Any]]:
     return records
 
 
-SEARCHED = ("lr_prompt", "lr_lowrank")  # record fields of a learning-rate search (absent outside one)
+SEARCHED = ("lr_prompt", "lr_lowrank", "num_virtual_tokens", "rank")  # record fields of a search (absent outside one)
 
 
 def summarize(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Mean and standard deviation over seeds per (task, k, method) and, in a learning-rate search, per setting
+    """Mean and standard deviation over seeds per (task, k, method) and, in a search (learning rates, shapes), per setting
     (the rows then carry ``lr_prompt`` / ``lr_lowrank``); sorted by task, k, method, setting."""
     groups: dict[tuple, list[float]] = {}
     metrics: dict[str, str] = {}
@@ -50,7 +50,7 @@ def summarize(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def select_by_dev(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """A learning-rate search's choice per (task, method, k): the setting with the best mean k-shot dev score over
+    """A search's choice per (task, method, k): the setting with the best mean k-shot dev score over
     seeds (ties: the first in sorted order), with its test mean and std, and every setting's dev and test means."""
     by_setting: dict[tuple, dict[tuple, list[dict[str, Any]]]] = {}
     for r in records:
