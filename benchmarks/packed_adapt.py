@@ -8,6 +8,12 @@ and whether every run's dev selection and test score agree between the two.
     # GPU, T5-base shapes with random weights (offline), VL feature cache, 1,000 test examples, 5 beams
     PYTHONUNBUFFERED=1 PYTHONPATH=. python3 benchmarks/packed_adapt.py --out benchmarks/results/packed-adapt-t5-base.json
     python benchmarks/packed_adapt.py --smoke       # CPU, the shipped tiny backbone, seconds
+    # GPU, a 4 x 4 learning-rate grid (16 adapters) at full-data batch size (32), k=32, one seed
+    PYTHONUNBUFFERED=1 PYTHONPATH=. python3 benchmarks/packed_adapt.py --grid --out benchmarks/results/packed-lr-grid-t5-base.json
+
+A mode is ``off``, ``on`` or ``on:key=value,key=value`` (packed with extra settings, e.g. ``on:eval.pack_rows=4096``).
+Besides the wall-clock, each mode's time is split from the run records: the training steps (step time x steps),
+the dev evaluations inside training, and the rest (test scoring, the feature cache, building models).
     # CPU, the demo's own target stage (shipped backbone, m=8, r=4, greedy, eval batch 500)
     python benchmarks/packed_adapt.py --backbone shipped:backbone-tiny --m 8 --r 4 --beams 1 --eval-batch-size 500
 """
@@ -21,6 +27,19 @@ import time
 from pathlib import Path
 
 ARMS = {"dept-transfer": ("dept", True), "dept-scratch": ("dept", False), "pt-transfer": ("prompt_tuning", True)}
+GRID = {"lr_prompt": [0.1, 0.2, 0.3, 0.4], "lr_lowrank": [1e-4, 5e-4, 1e-3, 5e-3]}  # the reference's ranges
+
+
+def phases(records: list[dict], seconds: float, steps: int) -> dict:
+    """Where a mode's wall-clock went, from its run records: each pack's training steps and dev evaluations
+    (a pack's runs share them: counted once a pack), and the rest."""
+    packs: dict = {}
+    for r in records:  # the runs of one pack share train_seconds and step_time_ms
+        packs.setdefault((r["pack_size"], r["train_seconds"]) if r["pack_size"] > 1 else id(r), r)
+    steps_s = sum(r["step_time_ms"] * steps / 1000 for r in packs.values())
+    train_s = sum(r["train_seconds"] for r in packs.values())
+    return {"steps_seconds": steps_s, "dev_eval_seconds": train_s - steps_s, "other_seconds": seconds - train_s,
+            "step_time_ms": sum(r["step_time_ms"] for r in packs.values()) / len(packs)}
 
 
 def settings(args: argparse.Namespace) -> list[str]:
@@ -62,15 +81,20 @@ def main() -> None:
     parser.add_argument("--m", type=int, default=60)
     parser.add_argument("--r", type=int, default=30)
     parser.add_argument("--s", type=int, default=96)
-    parser.add_argument("--modes", default="off,on", help="pack settings to time, in order")
+    parser.add_argument("--modes", default="off,on", help="pack settings to time, in order (off, on, on:key=value,...)")
+    parser.add_argument("--grid", action="store_true", help="the 4 x 4 learning-rate grid: dept-scratch, k=32, seed 0, 16 runs")
     parser.add_argument("--smoke", action="store_true", help="CPU-sized: the shipped tiny backbone, 2 runs an arm, tiny sets")
     parser.add_argument("--out", default=None, help="JSON file for the figures")
     args = parser.parse_args()
+    if args.grid:
+        args.arms, args.k, args.seeds = "dept-scratch", [32], [0]
     if args.smoke:
         args.k, args.seeds, args.steps, args.test_size, args.pool_size, args.beams = [2], [0, 1], 4, 16, 60, 2
         args.m, args.r, args.arms = 4, 2, "dept-transfer"
 
     common = settings(args)
+    if args.grid:
+        common += [f"adapt.{key}=[{','.join(map(str, values))}]" for key, values in GRID.items()]
     device = "cuda" if torch.cuda.is_available() else "cpu"
     figures: dict = {"device": torch.cuda.get_device_name() if device == "cuda" else "cpu", "torch": torch.__version__,
                      "settings": common, "arms": {}}
@@ -89,9 +113,11 @@ def main() -> None:
             method, transfer = ARMS[arm]
             row: dict = {}
             records = {}
-            for mode in args.modes.split(","):
+            for mode in args.modes.split(";") if ";" in args.modes else args.modes.split(","):
+                pack, _, extra = mode.partition(":")
                 config = load_config(None, common + [f"method={method}", f"adapt.source={sources[method] if transfer else 'none'}",
-                                                     f"output_dir={root / arm / mode}", f"adapt.pack={mode}"])
+                                                     f"output_dir={root / arm / mode.replace(':', '_')}", f"adapt.pack={pack}",
+                                                     *(e for e in extra.split(",") if e)])
                 if device == "cuda":
                     torch.cuda.synchronize()
                 t = time.perf_counter()
@@ -101,12 +127,19 @@ def main() -> None:
                 row[f"{mode}_seconds"] = time.perf_counter() - t
                 records[mode] = result["records"]
                 row[f"{mode}_peak_memory_mb"] = max(r["peak_memory_mb"] for r in result["records"])
-                print(f"{arm} pack={mode}: {row[f'{mode}_seconds']:.1f} s for {len(result['records'])} runs", flush=True)
+                row[f"{mode}_phases"] = split = phases(result["records"], row[f"{mode}_seconds"], args.steps)
+                print(f"{arm} pack={mode}: {row[f'{mode}_seconds']:.1f} s for {len(result['records'])} runs (training steps "
+                      f"{split['steps_seconds']:.1f} s at {split['step_time_ms']:.0f} ms a step, dev evaluations "
+                      f"{split['dev_eval_seconds']:.1f} s, the rest {split['other_seconds']:.1f} s; pack of "
+                      f"{max(r['pack_size'] for r in result['records'])})", flush=True)
             if "off" in records and "on" in records:
                 pairs = list(zip(records["off"], records["on"]))
                 row["speedup"] = row["off_seconds"] / row["on_seconds"]
                 row["same_dev_selection"] = all((a["best_step"], a["dev_score"]) == (b["best_step"], b["dev_score"]) for a, b in pairs)
                 row["max_test_score_difference"] = max(abs(a["score"] - b["score"]) for a, b in pairs)
+            for mode in [m for m in records if m.startswith("on:") and "off" in records]:
+                row[f"{mode}_speedup"] = row["off_seconds"] / row[f"{mode}_seconds"]
+                print(f"{arm} pack={mode}: {row[f'{mode}_speedup']:.2f}x against off", flush=True)
             row["runs"] = len(next(iter(records.values())))
             figures["arms"][arm] = row
     done = [r for r in figures["arms"].values() if "speedup" in r]

@@ -268,7 +268,8 @@ class AdaptConfig:
                              "adapt.num_virtual_tokens; give one of the two)", minimum=1)
     pack: str = option("auto", "train the (k, seed) runs together, one pass of the frozen base for all (DePT and prompt "
                        "tuning): on, off, or auto (on with a GPU)", choices=("auto", "on", "off"))
-    pack_size: int = option(0, "runs per pack; 0 = auto (every run, at most pack_rows rows a step)", minimum=0)
+    pack_size: int = option(0, "runs per pack; 0 = auto (every run, at most pack_rows rows a step and, on a GPU, as many as a "
+                            "measured step fits in its memory)", minimum=0)
     pack_rows: int = option(1024, "auto pack size: the most training rows (runs x batch size) in one packed step", minimum=1)
 
     def __post_init__(self) -> None:
@@ -303,6 +304,8 @@ class RunConfig:
 
         write_text_atomic(path, yaml.dump(self.to_dict(), Dumper=_Dumper, sort_keys=False))
 
+    pack_rows: int = option(1024, "packed evaluation: the most rows of one generation call that several runs' batches "
+                            "share (each run's batches stay its own)", minimum=1)
 
 # ---------------------------------------------------------------------------------------------------------
 # YAML

@@ -350,3 +350,62 @@ def test_a_shape_search_trades_prompt_tokens_for_rank_at_one_budget_and_packs_di
 def test_a_shape_search_that_cannot_keep_the_budget_is_refused_before_training(tmp_path, bad, message):
     with pytest.raises(ValueError, match=message):
         sweep(tmp_path / "out", "on", "adapt.task=shapes_count", *bad)
+
+
+def test_runs_that_fit_follows_the_rows_of_each_run():
+    from dept_vl.train.packed import runs_that_fit
+
+    rows = [4, 16, 32, 32]
+    peak = lambda n: 1000 + 10 * sum(rows[:n])  # noqa: E731 - 1000 bytes fixed, 10 bytes a row
+    assert runs_that_fit(peak, rows, 1000 + 10 * 52) == 3  # 4 + 16 + 32 rows fit exactly
+    assert runs_that_fit(peak, rows, 1000 + 10 * 52 - 1) == 2
+    assert runs_that_fit(peak, rows, 10**9) == 4
+    assert runs_that_fit(peak, rows, 0) == 1  # a run alone is always tried
+
+
+def test_a_pack_shrunk_to_what_fits_in_memory_runs_the_rest_in_later_packs(tmp_path, monkeypatch):
+    import dept_vl.recipes.adapt as adapt
+
+    asked = []
+
+    def fits_two(models, batches, device):
+        asked.append(len(models))
+        return 2
+
+    monkeypatch.setattr(adapt, "measures_memory", lambda device: True)
+    monkeypatch.setattr(adapt, "memory_pack_size", fits_two)
+    settings = ["adapt.task=shapes_count", "adapt.source=none", "data.feature_cache=true"]
+    packed = sweep(tmp_path / "packed", "on", *settings)
+    assert asked == [3]  # measured once, on the first pack
+    assert [r["pack_size"] for r in packed] == [2, 2, 1]
+    monkeypatch.undo()
+    alone = sweep(tmp_path / "alone", "off", *settings)
+    assert [without_timing(r) for r in packed] == [without_timing(r) for r in alone]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_the_memory_probe_changes_nothing_and_grows_with_the_rows_on_the_gpu():
+    """The probe's steps leave no gradient and no drawn random number behind, and a pack's measured peak grows
+    with its rows as the fit assumes."""
+    from dept_vl.models.backbone import load_backbone
+    from dept_vl.recipes.adapt import memory_pack_size
+    from dept_vl.train.packed import packed_step_peak
+
+    device = torch.device("cuda")
+    base = load_backbone(SHIPPED).text_model.to(device)
+    models = [model.to(device) for model in tiny_adapters(base).values()]
+    batches = []
+    for rows in (4, 8, 8):
+        ids = torch.randint(3, 70, (rows, 12), generator=torch.Generator().manual_seed(rows))
+        batches.append({"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids[:, :4].clone()})
+    state = torch.cuda.get_rng_state(device)
+    before = [{k: v.detach().clone() for k, v in m.adapter_state_dict().items()} for m in models]
+    size = memory_pack_size(models, batches, device)
+    assert 1 <= size <= 3
+    assert torch.equal(torch.cuda.get_rng_state(device), state)
+    assert all(p.grad is None for m in models for p in m.parameters())
+    for m, old in zip(models, before):
+        assert all(torch.equal(v, old[k]) for k, v in m.adapter_state_dict().items())
+    on_device = [{k: v.to(device) for k, v in b.items()} for b in batches]
+    assert packed_step_peak(models[:1], on_device[:1], device) < packed_step_peak(models[:3], on_device[:3], device)

@@ -47,7 +47,7 @@ from dept_vl.train.hooks import BestAdapter
 from dept_vl.train.loader import TrainBatches, single_task_plan
 from dept_vl.train.loop import NonFiniteLoss
 from dept_vl.train.outdir import claim_output_dir
-from dept_vl.train.packed import PackedRun, can_pack, fit_packed, score_packed
+from dept_vl.train.packed import PackedRun, can_pack, fit_packed, packed_step_peak, runs_that_fit, score_packed
 from dept_vl.train.predict import write_predictions
 from dept_vl.train.run import Run, seed_everything, trainable_count
 
@@ -55,7 +55,7 @@ SUMMARY_FIELDS = ["task", "method", "k", "metric", "mean", "std", "seeds"]
 # settings that do not change what a run computes: left out of its fingerprint
 UNFINGERPRINTED = ("output_dir", "adapt.k", "adapt.seeds", "adapt.lr_prompt", "adapt.lr_lowrank", "adapt.num_virtual_tokens",
                    "adapt.rank", "adapt.save_adapters",
-                   "adapt.pack", "adapt.pack_size", "adapt.pack_rows", "eval.batch_size")
+                   "adapt.pack", "adapt.pack_size", "adapt.pack_rows", "eval.batch_size", "eval.pack_rows")
 PRIVATE_FIELDS = ("settings",)  # kept in a run's result.json, left out of the records and results.json
 
 
@@ -327,14 +327,24 @@ def _train(config: RunConfig, out: Path, task: str, label: str, mark: str, setti
     size = pack_size(config, run, len(plans))
     if size > 1:
         failed: list[str] = []
-        for start in range(0, len(plans), size):
-            pack = plans[start : start + size]
+        queue, measure = list(plans), measures_memory(run.accelerator.device) and not config.adapt.pack_size
+        while queue:
+            pack = queue[:size]
             for plan in pack:
                 new_model(plan)
                 plan.best = BestAdapter(lambda m: None, keep_in_memory=True)
             why = can_pack([p.model for p in pack])
             if why:
                 raise ValueError(f"adapt.pack={config.adapt.pack}: {why}; set adapt.pack=off")
+            if measure:  # the first pack measures what fits in the GPU's memory; later packs take that size
+                measure, size = False, memory_pack_size([p.model for p in pack], [batches(p)[0].tensors for p in pack], run.accelerator.device)
+                if size < len(pack):
+                    if main:
+                        bar.write(f"adapt.pack: {size} runs a pack fit in the GPU's memory (of {len(pack)} asked by adapt.pack_rows)")
+                    for plan in pack[size:]:
+                        plan.model = plan.best = None
+                    pack = pack[:size]
+            queue = queue[len(pack):]
 
             def evaluate(indices: list[int], pack: list[KShotRun] = pack) -> list[float]:
                 scored = score_packed(run, task, [(pack[i].model, pack[i].dev) for i in indices], collate)
@@ -368,7 +378,8 @@ def _train(config: RunConfig, out: Path, task: str, label: str, mark: str, setti
 def pack_size(config: RunConfig, run: Run, runs: int) -> int:
     """How many runs train together: 1 (one after another) unless ``adapt.pack`` is on, or auto with a GPU and a
     method whose models can share a pass of the base; then ``adapt.pack_size``, or every run up to
-    ``adapt.pack_rows`` training rows a step."""
+    ``adapt.pack_rows`` training rows a step (on a GPU, the first pack then shrinks to what fits in its memory:
+    :func:`memory_pack_size`)."""
     choice, packable = config.adapt.pack, run.method.can_pack(config)
     if choice == "off" or runs < 2 or (choice == "auto" and (run.accelerator.device.type != "cuda" or not packable)):
         return 1
@@ -384,6 +395,25 @@ def pack_size(config: RunConfig, run: Run, runs: int) -> int:
     if config.adapt.pack_size:
         return min(config.adapt.pack_size, runs)
     return max(1, min(runs, config.adapt.pack_rows // config.train.batch_size))
+
+
+def measures_memory(device: Any) -> bool:
+    """Whether an automatic pack size is also bounded by a measured step (on a GPU)."""
+    return device.type == "cuda"
+
+
+def memory_pack_size(models: list[Any], first_batches: list[dict[str, Any]], device: Any, share: float = 0.85) -> int:
+    """The most of ``models`` that a packed step fits in ``share`` of the GPU memory this process can have (what it
+    holds and what is free), measured on each run's first batch (:func:`dept_vl.train.packed.runs_that_fit`)."""
+    import torch
+
+    from dept_vl.train.fastpath import prepare_batch
+
+    tensors = [prepare_batch(b, device) for b in first_batches]
+    free, _ = torch.cuda.mem_get_info(device)
+    limit = torch.cuda.memory_allocated(device) + int(share * (free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)))
+    rows = [int(t["input_ids"].shape[0]) for t in tensors]
+    return runs_that_fit(lambda n: packed_step_peak(models[:n], tensors[:n], device), rows, limit)
 
 
 def _write_results(out: Path, every: dict[str, dict[str, Any]]) -> None:

@@ -54,6 +54,39 @@ def can_pack(models: Sequence[Any]) -> str | None:
     return None
 
 
+def runs_that_fit(peak_bytes: Callable[[int], int], rows: Sequence[int], limit_bytes: int) -> int:
+    """How many of the runs (in order) a pack can hold within ``limit_bytes``, from the peak memory of a packed
+    step of the first run and of the first two (``peak_bytes(n)``); ``rows``: each run's rows a step. Memory grows
+    with the rows (their activations): ``peak = fixed + per_row * rows``, fitted through the two points. At least 1."""
+    if len(rows) < 2:
+        return len(rows)
+    one, two = peak_bytes(1), peak_bytes(2)
+    per_row = max(two - one, 1) / rows[1]
+    fixed = one - per_row * rows[0]
+    total, count = 0, 0
+    for r in rows:
+        if count and fixed + per_row * (total + r) > limit_bytes:
+            break
+        total, count = total + r, count + 1
+    return count
+
+
+def packed_step_peak(models: Sequence[DePTModel], batches: Sequence[dict[str, torch.Tensor]], device: torch.device) -> int:
+    """Peak GPU memory (bytes) of one packed forward and backward of ``models`` on ``batches``, changing nothing:
+    gradients are dropped, no optimizer step is taken and the random state is restored (dropout draws)."""
+    torch.cuda.synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    with torch.random.fork_rng(devices=[device]):
+        _train_mode(models, True)
+        output = packed_forward(list(zip(models, batches)))
+        group_losses(output.logits, [b["labels"] for b in batches]).sum().backward()
+        del output
+    for model in models:
+        model.zero_grad(set_to_none=True)
+    torch.cuda.synchronize(device)
+    return int(torch.cuda.max_memory_allocated(device))
+
+
 class PackedTraining:
     """The optimizer, schedule and step of a pack (as :class:`dept_vl.train.loop.Training` is for one run)."""
 

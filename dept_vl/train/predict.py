@@ -56,24 +56,22 @@ def predict(
     return [ordered[i] for i in range(len(examples))]
 
 
-PACK_ROWS = 1024  # rows of one packed generation call (several runs' batches together)
-
-
 @torch.no_grad()
 def predict_packed(
     models: Sequence[Any], example_sets: Sequence[Sequence[Example]], collate: Collator, tokenizer: Any, cfg: EvalConfig,
-    accelerator: Any = None, max_new_tokens: int | None = None, max_rows: int = PACK_ROWS,
+    accelerator: Any = None, max_new_tokens: int | None = None, max_rows: int | None = None,
 ) -> list[list[str]]:
     """:func:`predict` for several DePT-family models on one base at once: ``models[i]`` on
     ``example_sets[i]``. Each run's batches are exactly those :func:`predict` makes for it alone (sorted by
     length, ``cfg.batch_size`` each); the ``j``-th batches of the runs are generated together
-    (:func:`dept_vl.dept.multi.packed_generate`), at most ``max_rows`` rows a call, so every prediction is
-    the one the run would get alone. Returns each run's predictions in its examples' order."""
+    (:func:`dept_vl.dept.multi.packed_generate`), at most ``max_rows`` (default ``cfg.pack_rows``) rows a call,
+    so every prediction is the one the run would get alone. Returns each run's predictions in its examples' order."""
     from dept_vl.dept.multi import packed_generate
 
     rank = accelerator.process_index if accelerator is not None else 0
     world = accelerator.num_processes if accelerator is not None else 1
     device = accelerator.device if accelerator is not None else next(models[0].parameters()).device
+    max_rows = max_rows or cfg.pack_rows
     per_run = [length_batches(examples, cfg.batch_size) for examples in example_sets]
     calls: list[list[tuple[int, list[int]]]] = []
     for j in range(max((len(b) for b in per_run), default=0)):
