@@ -147,15 +147,69 @@ def check_section(self: Any, prefix: str) -> None:
 # the sections
 
 
+AUTO_PRESET = "auto"
+# model keys that shape the image side; they need an image encoder (the preset's or model.image_encoder)
+IMAGE_KEYS = ("image_pretrained", "pool_size", "pool_mode", "keep_prefix_tokens", "image_preprocessing")
+
+
 @dataclass
 class ModelConfig:
-    preset: str = option("tiny", "a model preset name (dept_vl.list_presets() lists them)", nonempty=True)
+    preset: str = option(AUTO_PRESET, "a model preset name (dept_vl.list_presets() lists them), or auto: tiny, unless "
+                         "model.text_model names a model", nonempty=True)
     backbone: str | None = option(None, "folder of a pretrained backbone (the demo ships one); null = the preset's own weights")
     dtype: str = option("auto", "weight dtype: auto (bfloat16 on GPU, float32 on CPU), float32, bfloat16 or float16",
                         choices=("auto", "float32", "bfloat16", "float16"))
+    text_model: str | None = option(None, "a Hugging Face encoder-decoder (hub id or local folder: t5-base, google/flan-t5-base, "
+                                    "facebook/bart-base, google/mt5-base); replaces a hub preset's text model; null = the preset's")
+    image_encoder: str | None = option(None, "a timm model name (e.g. vit_base_patch16_clip_224.openai); null = the preset's, "
+                                       "and none with model.text_model and no preset: a text-only model (no image encoder built)")
+    image_pretrained: bool | None = option(None, "load timm's pretrained image weights; null = the preset's (true without one)")
+    pool_size: int | None = option(None, "pool the image grid to pool_size x pool_size tokens, 0 = every token; null = the "
+                                   "preset's (every token without one)", minimum=0)
+    pool_mode: str | None = option(None, "how pool_size pools: avg or max; null = the preset's (avg without one)",
+                                   choices=("avg", "max"))
+    keep_prefix_tokens: bool | None = option(None, "keep the image encoder's class/register tokens; null = the preset's (false)")
+    image_preprocessing: str | None = option(None, "timm (the encoder's data config: resize, centre crop) or vl-adapter "
+                                             "(Resize((H, W)), no crop); part of the feature cache key; null = the preset's",
+                                             choices=("timm", "vl-adapter"))
 
     def __post_init__(self) -> None:
         check_section(self, "model")
+        named = [f"model.{key}={getattr(self, key)!r}" for key in ("text_model", "image_encoder", *IMAGE_KEYS)
+                 if getattr(self, key) is not None]
+        if self.backbone and named:
+            raise ValueError(f"model.backbone={self.backbone!r} is a whole saved model; {', '.join(named)} cannot change it: "
+                             "drop them, or drop model.backbone to build the model from them")
+        image = [f"model.{key}" for key in IMAGE_KEYS if getattr(self, key) is not None]
+        if image and self.text_only:
+            raise ValueError(f"{', '.join(image)} shape(s) an image encoder, but model.text_model={self.text_model!r} without "
+                             "a preset builds a text-only model: set model.image_encoder=<a timm name> too, or drop them")
+        if self.text_model and self.preset != AUTO_PRESET:
+            from dept_vl.models.presets import get_preset
+
+            if get_preset(self.preset).text_config:
+                raise ValueError(f"model.preset={self.preset!r} builds its text model from a config (random weights, its own "
+                                 f"tokenizer), so model.text_model={self.text_model!r} cannot replace it; set "
+                                 f"model.preset={AUTO_PRESET} (or a hub preset such as t5-base+vit-b16-clip)")
+
+    @property
+    def text_only(self) -> bool:
+        """True when these settings build a text model alone (model.text_model, no preset, no image encoder)."""
+        return bool(self.text_model) and self.preset == AUTO_PRESET and not self.image_encoder and not self.backbone
+
+    def build_args(self) -> tuple[str | None, dict[str, Any]]:
+        """``(preset, overrides)`` for :func:`dept_vl.models.build_vl_model`: the preset (None when model.text_model
+        stands alone) and every model key that is set, as spec fields."""
+        overrides: dict[str, Any] = {key: getattr(self, key) for key in ("text_model", "image_encoder", "pool_mode",
+                                                                          "keep_prefix_tokens", "image_preprocessing")
+                                     if getattr(self, key) is not None}
+        if self.pool_size is not None:
+            overrides["pool_size"] = self.pool_size or None  # 0: every token
+        if self.image_pretrained is not None:
+            overrides["image_pretrained"] = self.image_pretrained
+        if self.preset != AUTO_PRESET:
+            return self.preset, overrides
+        return (None, overrides) if self.text_model else ("tiny", overrides)
 
 
 @dataclass

@@ -27,7 +27,7 @@ def _versions() -> dict[str, str]:
     return {"torch": torch.__version__, "transformers": transformers.__version__, "timm": timm.__version__}
 
 
-def save_backbone(model: VLEncoderDecoder, directory: str | Path, extra: dict[str, Any] | None = None) -> Path:
+def save_backbone(model: VLEncoderDecoder | Any, directory: str | Path, extra: dict[str, Any] | None = None) -> Path:
     """Write ``backbone.safetensors`` (every weight), ``backbone.json`` (spec, versions, ``extra``) and ``tokenizer/``.
 
     The spec is saved with the text model's full config and ``image_pretrained=False``, so
@@ -35,11 +35,12 @@ def save_backbone(model: VLEncoderDecoder, directory: str | Path, extra: dict[st
     """
     from safetensors.torch import save_model
 
-    if model.spec is None:
+    if getattr(model, "spec", None) is None:
         raise ValueError("this model was built without a preset spec; build it with dept_vl.models.build_vl_model to save it")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    text_config = json.loads(model.text_model.config.to_json_string(use_diff=False))
+    text = getattr(model, "text_model", model)  # a text-only spec builds the text model itself
+    text_config = json.loads(text.config.to_json_string(use_diff=False))
     spec = dataclasses.replace(model.spec, text_config=text_config, image_pretrained=False)
     with atomic_path(directory / WEIGHTS_FILE) as tmp:
         save_model(model, str(tmp), metadata={"format": FORMAT_NAME})
@@ -68,7 +69,7 @@ def read_backbone_spec(directory: str | Path) -> tuple[VLModelSpec, dict[str, An
     return VLModelSpec.from_dict(meta["spec"]), meta
 
 
-def load_backbone(directory: str | Path, device: str | torch.device | None = None) -> VLEncoderDecoder:
+def load_backbone(directory: str | Path, device: str | torch.device | None = None) -> VLEncoderDecoder | Any:
     """Rebuild the model saved by :func:`save_backbone` from its spec and load every weight (strict)."""
     from safetensors.torch import load_model
 

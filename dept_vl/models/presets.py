@@ -12,6 +12,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
+from dept_vl.models.vision import POOL_MODES, PREPROCESSING
 from dept_vl.models.vl import VLEncoderDecoder
 
 WORD_LEVEL = "word-level"
@@ -25,17 +26,22 @@ class VLModelSpec:
     """Everything needed to build a :class:`VLEncoderDecoder` (also what ``save_backbone`` writes).
 
     The text model is built from ``text_config`` (a config dict with ``model_type``, random weights,
-    offline) when given, else loaded with ``AutoModelForSeq2SeqLM.from_pretrained(text_model)``.
+    offline) when given, else loaded with ``AutoModelForSeq2SeqLM.from_pretrained(text_model)`` (a hub id or a
+    local folder: T5, Flan-T5, mT5, BART, ...). Without ``image_encoder`` the spec is a text-only model: the
+    Hugging Face seq2seq model itself, no image encoder built (see :func:`build_from_spec`).
     """
 
     name: str = "custom"
     text_model: str | None = field(default=None, metadata={"help": "hub name or path for from_pretrained"})
     text_config: dict[str, Any] | None = field(default=None, metadata={"help": "config dict (model_type + fields): build offline"})
-    image_encoder: str | None = field(default=None, metadata={"help": "timm model name, e.g. vit_base_patch16_clip_224.openai"})
+    image_encoder: str | None = field(default=None, metadata={"help": "timm model name, e.g. vit_base_patch16_clip_224.openai; None = text-only"})
     image_encoder_kwargs: dict[str, Any] = field(default_factory=dict, metadata={"help": "extra timm.create_model arguments"})
     image_pretrained: bool = field(default=True, metadata={"help": "download timm's pretrained weights"})
     keep_prefix_tokens: bool = field(default=False, metadata={"help": "keep the class/register tokens"})
     pool_size: int | None = field(default=None, metadata={"help": "pool the patch grid to pool_size x pool_size tokens"})
+    pool_mode: str = field(default="avg", metadata={"help": "how pool_size pools: 'avg' or 'max' (VL-Adapter's)"})
+    image_preprocessing: str = field(default="timm", metadata={"help": "'timm' (the encoder's data config: resize + centre "
+                                                                        "crop) or 'vl-adapter' (Resize((H, W)), no crop)"})
     projection: str = field(default="linear", metadata={"help": "'linear' (Linear + LayerNorm) or 'mlp'"})
     freeze_image_encoder: bool = field(default=True, metadata={"help": "frozen and in eval mode"})
     tokenizer: str | None = field(default=None, metadata={"help": "'word-level', a hub name/path, 'none', or None (= text_model's)"})
@@ -46,10 +52,18 @@ class VLModelSpec:
             raise ValueError(f"model spec {self.name!r} needs text_model (a hub name) or text_config (a config dict)")
         if self.text_config and "model_type" not in self.text_config:
             raise ValueError(f"text_config of model spec {self.name!r} needs a 'model_type' (e.g. 't5' or 'bart')")
-        if not self.image_encoder:
-            raise ValueError(f"model spec {self.name!r} needs image_encoder (a timm model name)")
         if self.pool_size is not None and self.pool_size < 1:
             raise ValueError(f"pool_size={self.pool_size} must be >= 1 or None")
+        if self.pool_mode not in POOL_MODES:
+            raise ValueError(f"model spec {self.name!r}: pool_mode={self.pool_mode!r} is unknown; choose one of {', '.join(POOL_MODES)}")
+        if self.image_preprocessing not in PREPROCESSING:
+            raise ValueError(f"model spec {self.name!r}: image_preprocessing={self.image_preprocessing!r} is unknown; "
+                             f"choose one of {', '.join(PREPROCESSING)}")
+
+    @property
+    def text_only(self) -> bool:
+        """True when the spec names no image encoder: it builds the text model alone."""
+        return not self.image_encoder
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -140,6 +154,9 @@ def resolve_spec(preset: str | None = None, **overrides: Any) -> VLModelSpec:
     if preset is None:
         return VLModelSpec(**overrides)
     base = get_preset(preset)
+    if overrides.get("text_model") and base.text_config and "text_config" not in overrides:
+        raise ValueError(f"preset {preset!r} builds its text model from a config (random weights, its own tokenizer), so "
+                         f"text_model={overrides['text_model']!r} cannot replace it; name the text model without this preset")
     new_encoder = overrides.get("image_encoder", base.image_encoder) != base.image_encoder
     if new_encoder:  # another timm model: the preset's encoder arguments do not apply to it
         overrides.setdefault("image_encoder_kwargs", {})
@@ -151,14 +168,16 @@ def resolve_spec(preset: str | None = None, **overrides: Any) -> VLModelSpec:
     return dataclasses.replace(base, **overrides)
 
 
-def build_vl_model(preset: str | None = None, **overrides: Any) -> VLEncoderDecoder:
+def build_vl_model(preset: str | None = None, **overrides: Any) -> Any:
     """Build a :class:`VLEncoderDecoder` from a registered preset or explicit names.
 
     ``preset=None`` means ``"tiny"``, unless the overrides name a text model (``text_model`` or
-    ``text_config``): then the spec is made of the overrides alone.
+    ``text_config``): then the spec is made of the overrides alone, and without ``image_encoder`` it is the
+    text model alone (a Hugging Face seq2seq model: no image encoder is built).
 
     Examples: ``build_vl_model("tiny")``, ``build_vl_model("t5-base+vit-b16-clip", pool_size=None)``,
-    ``build_vl_model(text_model="t5-small", image_encoder="vit_small_patch16_224.augreg_in21k_ft_in1k")``.
+    ``build_vl_model(text_model="t5-small", image_encoder="vit_small_patch16_224.augreg_in21k_ft_in1k")``,
+    ``build_vl_model(text_model="google/flan-t5-base")`` (text-only).
     """
     if preset is None and "text_model" not in overrides and "text_config" not in overrides:
         preset = "tiny"
@@ -194,8 +213,11 @@ def build_text_model(spec: VLModelSpec, tokenizer: Any) -> Any:
     return AutoModelForSeq2SeqLM.from_config(config)
 
 
-def build_from_spec(spec: VLModelSpec, tokenizer: Any = _BUILD) -> VLEncoderDecoder:
+def build_from_spec(spec: VLModelSpec, tokenizer: Any = _BUILD) -> Any:
     """Instantiate a spec (downloads only what it names on the hub), with random weights unless it names pretrained ones.
+
+    A spec with an image encoder gives a :class:`VLEncoderDecoder`; a text-only spec gives the Hugging Face seq2seq
+    model itself (no image encoder is built or downloaded), with ``model.tokenizer`` and ``model.spec`` set.
 
     Args:
         spec: what to build.
@@ -211,7 +233,11 @@ def build_from_spec(spec: VLModelSpec, tokenizer: Any = _BUILD) -> VLEncoderDeco
 
         spec = dataclasses.replace(spec, vocabulary=tokenizer_vocabulary(tokenizer))  # the words, saved with the backbone
     text_model = build_text_model(spec, tokenizer)
-    image_encoder = create_image_encoder(spec.image_encoder, spec.image_pretrained, **spec.image_encoder_kwargs)
+    if spec.text_only:
+        text_model.tokenizer, text_model.spec = tokenizer, spec
+        return text_model
+    image_encoder = create_image_encoder(spec.image_encoder, spec.image_pretrained, preprocessing=spec.image_preprocessing,
+                                         pool_mode=spec.pool_mode, **spec.image_encoder_kwargs)
     return VLEncoderDecoder(
         text_model,
         image_encoder,
@@ -268,8 +294,19 @@ HUB_PRESETS = {
     "bart-base+vit-b16-clip": ("facebook/bart-base", "vit_base_patch16_clip_224.openai"),
 }
 
+# VL-Adapter's image setting (need a network the first time): CLIP RN101's 7 x 7 grid of 2048-wide features, max-pooled
+# to 6 x 6 = 36 tokens (its --feature RN101 --n_boxes 36 --downsample), images resized to (224, 224) with no crop.
+VL_ADAPTER_PRESETS = {
+    "t5-base+rn101-clip": "t5-base",
+    "bart-base+rn101-clip": "facebook/bart-base",
+}
+RN101_CLIP = "resnet101_clip.openai"
+
 register_preset("tiny", _tiny)
 register_preset("tiny-bart", _tiny_bart)
 register_preset("t5-base-random", _t5_base_random)
 for _name, (_text, _image) in HUB_PRESETS.items():
     register_preset(_name, VLModelSpec(text_model=_text, image_encoder=_image, pool_size=7))
+for _name, _text in VL_ADAPTER_PRESETS.items():
+    register_preset(_name, VLModelSpec(text_model=_text, image_encoder=RN101_CLIP, pool_size=6, pool_mode="max",
+                                       image_preprocessing="vl-adapter"))

@@ -14,6 +14,17 @@ from torch import nn
 
 ImageLike = Union["PIL.Image.Image", str, Path]  # noqa: F821
 PROJECTIONS = ("linear", "mlp")
+# How images become pixels: timm's data config of the encoder (resize the short side, centre crop at crop_pct), or
+# VL-Adapter's: Resize((H, W)) straight to the input size (no crop, aspect ratio not kept), bicubic, same normalisation.
+PREPROCESSING = ("timm", "vl-adapter")
+POOL_MODES = ("avg", "max")  # how pool_size shrinks the patch grid (VL-Adapter max-pools CLIP RN101's 7x7 grid to 6x6)
+OPTIONS_ATTRIBUTE = "dept_vl_image_options"  # set on the encoder by create_image_encoder; read by ImageTransform, patch_tokens
+DEFAULT_OPTIONS = {"preprocessing": "timm", "pool_mode": "avg"}
+
+
+def image_options(encoder: nn.Module) -> dict[str, str]:
+    """The encoder's preprocessing and pool mode (as :func:`create_image_encoder` set them; timm's and avg otherwise)."""
+    return {**DEFAULT_OPTIONS, **(getattr(encoder, OPTIONS_ATTRIBUTE, None) or {})}
 
 
 def to_rgb(image: Any) -> Any:
@@ -37,10 +48,20 @@ def to_rgb(image: Any) -> Any:
     return image.convert("RGB")
 
 
-def load_image(path: str | Path) -> Any:
-    """Open an image file fully (so a corrupt file fails here, naming the path) and convert it to RGB."""
+def load_image(path: str | Path | Any) -> Any:
+    """Open an image file fully (so a corrupt file fails here, naming the path) and convert it to RGB.
+
+    ``path`` may also be a lazy image of a data set (an object with ``load_pil()``, e.g. ``dept_vl.data.hub_vl.HubImage``).
+    """
     from PIL import Image, UnidentifiedImageError
 
+    if hasattr(path, "load_pil"):
+        try:
+            image = path.load_pil()
+            image.load()
+            return to_rgb(image)
+        except (UnidentifiedImageError, OSError, SyntaxError) as err:
+            raise ValueError(f"cannot read image {path!r}: {err}; the data set's image is corrupt") from err
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"image file {path} does not exist")
@@ -55,8 +76,10 @@ def load_image(path: str | Path) -> Any:
 class ImageTransform:
     """PIL image (or image path) -> normalised tensor (C, H, W), built from the timm encoder's data config.
 
-    Every image is converted to RGB first (see :func:`to_rgb`); sizes, crop, interpolation and the
-    normalisation constants come from ``timm.data.resolve_data_config({}, model=encoder)``.
+    Every image is converted to RGB first (see :func:`to_rgb`); sizes, interpolation and the normalisation
+    constants come from ``timm.data.resolve_data_config({}, model=encoder)``. The encoder's ``preprocessing``
+    option (:func:`create_image_encoder`) picks timm's eval transform (resize, centre crop at ``crop_pct``) or
+    VL-Adapter's (``Resize((H, W))`` to the input size, bicubic, no crop).
     """
 
     def __init__(self, encoder: nn.Module):
@@ -64,19 +87,26 @@ class ImageTransform:
 
         config = resolve_data_config({}, model=encoder)  # lists (a config read from JSON) become tuples
         self.data_config: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in config.items()}
-        self.transform = create_transform(**self.data_config)
+        self.options = image_options(encoder)
+        if self.options["preprocessing"] == "vl-adapter":
+            self.transform = _resize_transform(self.data_config)
+        else:
+            self.transform = create_transform(**self.data_config)
 
     @property
     def input_size(self) -> tuple[int, int, int]:
         return tuple(int(v) for v in self.data_config["input_size"])  # type: ignore[return-value]
 
     def fingerprint(self) -> str:
-        """A short hash of the preprocessing (feature caches key on it)."""
+        """A short hash of the preprocessing and the pool mode (feature caches key on it): two encoders that differ in
+        either never share cached features. The default options (timm, avg) add nothing, so older keys stay valid."""
         text = json.dumps(self.data_config, sort_keys=True, default=str) + repr(self.transform)
+        if self.options != DEFAULT_OPTIONS:
+            text += json.dumps(self.options, sort_keys=True)
         return hashlib.sha1(text.encode()).hexdigest()[:12]
 
     def __call__(self, image: ImageLike) -> torch.Tensor:
-        if isinstance(image, (str, Path)):
+        if isinstance(image, (str, Path)) or hasattr(image, "load_pil"):
             image = load_image(image)
         return self.transform(to_rgb(image))
 
@@ -104,9 +134,31 @@ def stack_with_mask(
     return stacked, mask
 
 
-def create_image_encoder(name: str, pretrained: bool = False, **kwargs: Any) -> nn.Module:
-    """``timm.create_model(name, pretrained=..., num_classes=0, **kwargs)``: a headless feature extractor."""
+def _resize_transform(data_config: dict[str, Any]) -> Any:
+    """VL-Adapter's preprocessing: ``Resize((H, W), bicubic)``, to tensor, normalise with the encoder's mean and std."""
+    from torchvision import transforms
+
+    _, height, width = (int(v) for v in data_config["input_size"])
+    return transforms.Compose([
+        transforms.Resize((height, width), interpolation=transforms.InterpolationMode.BICUBIC),
+        transforms.ToTensor(),
+        transforms.Normalize(mean=list(data_config["mean"]), std=list(data_config["std"])),
+    ])
+
+
+def create_image_encoder(name: str, pretrained: bool = False, *, preprocessing: str = "timm", pool_mode: str = "avg",
+                         **kwargs: Any) -> nn.Module:
+    """``timm.create_model(name, pretrained=..., num_classes=0, **kwargs)``: a headless feature extractor.
+
+    ``preprocessing`` (``timm`` or ``vl-adapter``) and ``pool_mode`` (``avg`` or ``max``) are kept on the encoder: the
+    model's image transform, its patch pooling and its feature key follow them.
+    """
     import timm
+
+    if preprocessing not in PREPROCESSING:
+        raise ValueError(f"image preprocessing {preprocessing!r} is unknown; choose one of {', '.join(PREPROCESSING)}")
+    if pool_mode not in POOL_MODES:
+        raise ValueError(f"pool_mode {pool_mode!r} is unknown; choose one of {', '.join(POOL_MODES)}")
 
     kwargs.setdefault("num_classes", 0)
     overlay = dict(kwargs.get("pretrained_cfg_overlay") or {})
@@ -117,11 +169,13 @@ def create_image_encoder(name: str, pretrained: bool = False, **kwargs: Any) -> 
         overlay["input_size"] = (int(kwargs.get("in_chans", 3)), int(height), int(width))
         kwargs["pretrained_cfg_overlay"] = overlay
     try:
-        return timm.create_model(name, pretrained=pretrained, **kwargs)
+        encoder = timm.create_model(name, pretrained=pretrained, **kwargs)
     except RuntimeError as err:
         if "Unknown model" in str(err):
             raise ValueError(f"timm has no image encoder named {name!r}; see timm.list_models('vit_*')") from err
         raise
+    setattr(encoder, OPTIONS_ATTRIBUTE, {"preprocessing": preprocessing, "pool_mode": pool_mode})
+    return encoder
 
 
 def grid_of(encoder: nn.Module, num_tokens: int) -> tuple[int, int]:
@@ -158,7 +212,8 @@ def patch_tokens(
     else:
         raise ValueError(f"image encoder returned features of shape {tuple(features.shape)}; expected (B, T, D) or (B, C, H, W)")
     if pool_size is not None:
-        grid = F.adaptive_avg_pool2d(grid, pool_size)
+        pool = F.adaptive_max_pool2d if image_options(encoder)["pool_mode"] == "max" else F.adaptive_avg_pool2d
+        grid = pool(grid, pool_size)
     tokens = grid.flatten(2).transpose(1, 2)
     return torch.cat([prefix, tokens], dim=1) if keep_prefix_tokens and prefix is not None else tokens
 

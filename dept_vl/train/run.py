@@ -19,6 +19,7 @@ from torch import nn
 from dept_vl.config import RunConfig
 from dept_vl.data.batching import Collator
 from dept_vl.data.example import Example
+from dept_vl.data.hub_vl import HUB_TASKS
 from dept_vl.methods import Method, get_method, load_adapter_model
 from dept_vl.tasks import Task, get_task
 from dept_vl.train import loader
@@ -66,7 +67,7 @@ def required_packages(tasks: dict[str, Task], config: RunConfig) -> dict[str, st
     for name, task in tasks.items():
         if task.kind == "caption":
             needs.setdefault("pycocoevalcap", f"the caption metrics of {name}")
-        if task.family in ("glue", "superglue") and config.data.data_dir is None:
+        if config.data.data_dir is None and (task.family in ("glue", "superglue") or name in HUB_TASKS):
             needs.setdefault("datasets", f"loading {name} from the Hugging Face hub (or set data.data_dir to the release files)")
     return needs
 
@@ -153,7 +154,8 @@ class Run:
 
     # ----------------------------------------------------------------- models
     def load_base(self) -> nn.Module:
-        """The frozen backbone: a saved backbone folder (``model.backbone``) or a preset built by name.
+        """The frozen backbone: a saved backbone folder (``model.backbone``), a preset built by name, or any hub
+        model (``model.text_model``, with ``model.image_encoder`` or text-only: then no image encoder is built).
 
         Seeded first, so that a preset with random weights (offline tests) is the same model in every
         process and in every recipe of a run (pretrain, adapt, evaluate)."""
@@ -161,8 +163,17 @@ class Run:
         from dept_vl.models.backbone import load_backbone
 
         cfg = self.config.model
+        with_images = [name for name, task in self.tasks.items() if task.has_images]
+        if cfg.text_only and with_images:  # before anything is downloaded
+            raise ValueError(f"the task(s) {', '.join(with_images)} read images, but "
+                             f"model.text_model={cfg.text_model!r} without a preset is a text-only model: set "
+                             "model.image_encoder=<a timm name>, or a VL preset (model.preset=...)")
         seed_everything(self.config.train.seed)
-        model = load_backbone(backbone_folder(cfg.backbone)) if cfg.backbone else build_vl_model(cfg.preset)
+        if cfg.backbone:
+            model = load_backbone(backbone_folder(cfg.backbone))
+        else:
+            preset, overrides = cfg.build_args()
+            model = build_vl_model(preset, **overrides)
         device = self.accelerator.device
         return model.to(device=device, dtype=self.method.base_dtype(self.config, device))
 
