@@ -43,7 +43,7 @@ def test_vqa_v2_val_is_split_by_image(vqa_dir):
 def test_vqa_v2_errors(tmp_path, vqa_dir):
     task = get_task("vqa_v2")
     with pytest.raises(ValueError, match="needs data_dir"):
-        task.load("train")
+        task.load("train", source="files")  # without data_dir the default source is the hub (tests/test_tasks_hub.py)
     with pytest.raises(ValueError, match="v2_OpenEnded_mscoco_train2014_questions.json"):
         task.load("train", data_dir=str(tmp_path))
     with pytest.raises(ValueError, match="COCO images"):

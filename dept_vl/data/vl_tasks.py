@@ -1,9 +1,10 @@
 """Vision-language tasks read from their official files: VQA v2, GQA (balanced), COCO captions
 (Karpathy split). Images are returned as paths (loaded later by the model's image pipeline).
 
-Each needs ``data_dir`` (these sets are large and mostly not on the Hugging Face hub in a stable
-form); ``image_dir`` (option) points at the images when they live elsewhere. ``~`` is expanded in both.
-A record without a field the loader needs is a ValueError naming the file, the record and the field.
+The official files live in ``data_dir``; ``image_dir`` (option) points at the images when they live elsewhere.
+``~`` is expanded in both. A record without a field the loader needs is a ValueError naming the file, the record
+and the field. VQA v2 and COCO captions also read hub copies through ``datasets`` (``source=hub``, the default
+without ``data_dir``; see :mod:`dept_vl.data.hub_vl`), into the same examples.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from dept_vl.data import hub_vl
 from dept_vl.data.example import Example
 
 
@@ -79,11 +81,36 @@ VQA_WHAT = ("the official VQA v2 files (v2_OpenEnded_mscoco_{train,val}2014_ques
             "v2_mscoco_{train,val}2014_annotations.json) and COCO images in train2014/ and val2014/")
 
 
+VQA_HUB = "lmms-lab/VQAv2"  # the VQA v2 schema with images; its card lists the validation split (214,354 questions)
+VQA_HUB_SPLITS = {"train": "train", "dev": "validation", "test": "validation"}
+
+
+def vqa_example(task: str, split: str, qid: Any, question: str, image_id: int, image: Any, answer: str,
+                answers: list[str], question_type: str = "", answer_type: str = "") -> Example:
+    """One VQA example, the same from the official files and from a hub copy."""
+    return Example(
+        id=f"{task}-{split}-{qid}", input_text=f"vqa: {question.strip()}", target_text=answer, image=image,
+        image_id=f"coco-{image_id}", references=list(answers),
+        meta={"question_type": question_type or "", "answer_type": answer_type or ""},
+    )
+
+
+def half_of_images(image_ids: list[int], split: str, seed: int) -> set[int]:
+    """The dev (first) or test (second) half of val2014's images, shuffled with ``seed``."""
+    images = sorted(set(image_ids))
+    random.Random(seed).shuffle(images)
+    half = len(images) // 2
+    return set(images[:half] if split == "dev" else images[half:])
+
+
 def load_vqa_v2(split: str, data_dir: str | None, fmt: str, **options: Any) -> list[Example]:
     """VQA v2: train = train2014; val2014 is split by image into two halves, dev and test (the
     test-dev answers are hidden). Input ``"vqa: <question>"``, target the most common answer,
-    references the 10 human answers."""
-    check_options("vqa_v2", options, {"image_dir", "split_seed", "limit"})
+    references the 10 human answers. From the official files or a hub copy (``source``, ``hub_id``: default
+    ``lmms-lab/VQAv2``, whose ``train``/``validation`` splits stand for train2014/val2014)."""
+    check_options("vqa_v2", options, {"image_dir", "split_seed", "limit"} | hub_vl.HUB_OPTIONS)
+    if hub_vl.wants_hub("vqa_v2", data_dir, options):
+        return _vqa_v2_hub(split, options)
     root = require_dir("vqa_v2", data_dir, VQA_WHAT)
     coco = "train2014" if split == "train" else "val2014"
     questions_path = find_file("vqa_v2", [root], f"v2_OpenEnded_mscoco_{coco}_questions.json", VQA_WHAT)
@@ -110,12 +137,7 @@ def load_vqa_v2(split: str, data_dir: str | None, fmt: str, **options: Any) -> l
         warnings.warn(f"vqa_v2: {orphans} annotations in {annotations_path} are for question ids that are not in "
                       f"{questions_path.name}; they are ignored (are the two files of the same release and split?)",
                       stacklevel=2)
-    keep: set[int] | None = None
-    if split != "train":
-        images = sorted({q["image_id"] for q in questions})
-        random.Random(int(options.get("split_seed", 0))).shuffle(images)
-        half = len(images) // 2
-        keep = set(images[:half] if split == "dev" else images[half:])
+    keep = None if split == "train" else half_of_images([q["image_id"] for q in questions], split, int(options.get("split_seed", 0)))
     out = []
     for q in questions:
         if keep is not None and q["image_id"] not in keep:
@@ -124,15 +146,26 @@ def load_vqa_v2(split: str, data_dir: str | None, fmt: str, **options: Any) -> l
         if ann is None:
             raise ValueError(f"vqa_v2: question {q['question_id']} of {questions_path} has no annotation in "
                              f"{annotations_path}")
-        out.append(Example(
-            id=f"vqa_v2-{split}-{q['question_id']}",
-            input_text=f"vqa: {q['question'].strip()}",
-            target_text=ann["multiple_choice_answer"],
-            image=str(image_root / f"COCO_{coco}_{q['image_id']:012d}.jpg"),
-            image_id=f"coco-{q['image_id']}",
-            references=[a["answer"] for a in ann["answers"]],
-            meta={"question_type": ann.get("question_type", ""), "answer_type": ann.get("answer_type", "")},
-        ))
+        out.append(vqa_example("vqa_v2", split, q["question_id"], q["question"], q["image_id"],
+                               str(image_root / f"COCO_{coco}_{q['image_id']:012d}.jpg"), ann["multiple_choice_answer"],
+                               [a["answer"] for a in ann["answers"]], ann.get("question_type", ""), ann.get("answer_type", "")))
+    return out[: options["limit"]] if options.get("limit") else out
+
+
+VQA_COLUMNS = ("question_id", "question", "image_id", "multiple_choice_answer", "answers", "image")
+
+
+def _vqa_v2_hub(split: str, options: dict[str, Any]) -> list[Example]:
+    """VQA v2 from a hub copy in the official schema (``question_id question image_id multiple_choice_answer answers
+    question_type answer_type image``), split as the files are."""
+    data = hub_vl.open_split("vqa_v2", options, VQA_HUB, VQA_HUB_SPLITS[split], ["image"])
+    hub_vl.need_columns("vqa_v2", data, VQA_COLUMNS, options.get("hub_id") or VQA_HUB)
+    rows = hub_vl.hub_rows(data, skip=["image"])
+    keep = None if split == "train" else half_of_images([r["image_id"] for r in rows], split, int(options.get("split_seed", 0)))
+    out = [vqa_example("vqa_v2", split, r["question_id"], r["question"], r["image_id"], hub_vl.HubImage(data, i, "image"),
+                       r["multiple_choice_answer"], [a["answer"] if isinstance(a, dict) else a for a in r["answers"]],
+                       r.get("question_type", ""), r.get("answer_type", ""))
+           for i, r in enumerate(rows) if keep is None or r["image_id"] in keep]
     return out[: options["limit"]] if options.get("limit") else out
 
 
@@ -179,10 +212,25 @@ COCO_WHAT = "the Karpathy split file dataset_coco.json and the COCO images (trai
 _KARPATHY = {"train": ("train", "restval"), "dev": ("val",), "test": ("test",)}
 
 
+COCO_HUB = "yerevann/coco-karpathy"  # dataset_coco.json's fields per image; images from image_dir when it has none
+COCO_HUB_SPLITS = {"train": ("train", "restval"), "dev": ("validation",), "test": ("test",)}
+
+
+def coco_examples(split: str, cocoid: Any, captions: list[str], image: Any, per_caption: bool) -> list[Example]:
+    """The examples of one image (one per caption, or one with the first caption as target), files or hub alike."""
+    targets = list(enumerate(captions)) if per_caption else [(0, captions[0])]
+    return [Example(id=f"coco_captions-{split}-{cocoid}{f'-{i}' if per_caption else ''}", input_text="caption:",
+                    target_text=caption, image=image, image_id=f"coco-{cocoid}", references=captions)
+            for i, caption in targets]
+
+
 def load_coco_captions(split: str, data_dir: str | None, fmt: str, **options: Any) -> list[Example]:
     """COCO captions, Karpathy split: train = train + restval (one example per caption unless
-    ``per_caption=False``), dev = val, test = test (one example per image, all references)."""
-    check_options("coco_captions", options, {"image_dir", "per_caption", "limit"})
+    ``per_caption=False``), dev = val, test = test (one example per image, all references). From
+    ``dataset_coco.json`` or a hub copy (``source``, ``hub_id``: default ``yerevann/coco-karpathy``)."""
+    check_options("coco_captions", options, {"image_dir", "per_caption", "limit"} | hub_vl.HUB_OPTIONS)
+    if hub_vl.wants_hub("coco_captions", data_dir, options):
+        return _coco_hub(split, data_dir, options)
     root = require_dir("coco_captions", data_dir, COCO_WHAT)
     data_path = find_file("coco_captions", [root], "dataset_coco.json", COCO_WHAT)
     images = _records("coco_captions", data_path, _load_json(data_path), "images")
@@ -204,16 +252,38 @@ def load_coco_captions(split: str, data_dir: str | None, fmt: str, **options: An
                              "the file is damaged or not the Karpathy split file")
         captions = [s["raw"].strip() for s in sentences]
         path = image_root / img.get("filepath", "") / img["filename"]
-        cocoid = img.get("cocoid", img.get("imgid"))
-        targets = list(enumerate(captions)) if per_caption else [(0, captions[0])]
-        for i, caption in targets:
-            suffix = f"-{i}" if per_caption else ""
-            out.append(Example(
-                id=f"coco_captions-{split}-{cocoid}{suffix}", input_text="caption:",
-                target_text=caption, image=str(path), image_id=f"coco-{cocoid}",
-                references=captions,
-            ))
+        out += coco_examples(split, img.get("cocoid", img.get("imgid")), captions, str(path), per_caption)
     if out and not Path(out[0].image).parent.is_dir():
         raise ValueError(f"coco_captions: expected the images under {Path(out[0].image).parent}; "
                          "pass image_dir= the folder that holds train2014/ and val2014/")
+    return out[: options["limit"]] if options.get("limit") else out
+
+
+def _captions_of(value: Any) -> list[str]:
+    """A hub row's captions: a list of strings, of ``{"raw": ...}`` records, or one record of lists."""
+    if isinstance(value, dict):
+        value = value.get("raw", [])
+    return [(v["raw"] if isinstance(v, dict) else v).strip() for v in ([value] if isinstance(value, str) else value)]
+
+
+def _coco_hub(split: str, data_dir: str | None, options: dict[str, Any]) -> list[Example]:
+    """COCO captions from a hub copy with dataset_coco.json's fields per image (``cocoid sentences`` and, for images,
+    an ``image`` column or ``filepath filename`` under ``image_dir``/``data_dir``)."""
+    per_caption = bool(options.get("per_caption", split == "train"))
+    hub_id = options.get("hub_id") or COCO_HUB
+    folder = options.get("image_dir") or data_dir
+    out: list[Example] = []
+    for hub_split in COCO_HUB_SPLITS[split]:
+        data = hub_vl.open_split("coco_captions", options, COCO_HUB, hub_split, ["image"])
+        hub_vl.need_columns("coco_captions", data, ("cocoid", "sentences"), hub_id)
+        with_images = "image" in data.column_names
+        if not with_images and not folder:
+            raise ValueError(f"coco_captions: the hub copy {hub_id} has no image column; pass image_dir= the folder "
+                             "that holds train2014/ and val2014/ (its filepath/filename columns name the files)")
+        for i, row in enumerate(hub_vl.hub_rows(data, skip=["image"])):
+            if row.get("split") is not None and row["split"] not in _KARPATHY[split]:
+                continue
+            image = (hub_vl.HubImage(data, i, "image") if with_images
+                     else str(Path(folder).expanduser() / row.get("filepath", "") / row["filename"]))
+            out += coco_examples(split, row["cocoid"], _captions_of(row["sentences"]), image, per_caption)
     return out[: options["limit"]] if options.get("limit") else out
