@@ -136,3 +136,18 @@ def test_released_cola_checkpoint_evaluates_on_a_t5_folder_from_the_command_line
     batch = tokenizer([e.input_text for e in examples], return_tensors="pt", padding=True)
     expected = tokenizer.batch_decode(model.generate(**batch, max_new_tokens=3, num_beams=1), skip_special_tokens=True)
     assert [r["prediction"] for r in rows] == expected
+
+
+def test_vl_adapter_recipe_loads_with_its_traced_settings():
+    from dept_vl import budget
+    from dept_vl.tasks import get_task
+
+    cfg = load_config("vl_adapter_multitask")
+    assert [get_task(t).name for t in cfg.data.tasks] == ["vqa_v2_karpathy_vlt5", "gqa", "nlvr2", "coco_captions"]
+    spec = resolve_spec(*cfg.model.build_args()[:1], **cfg.model.build_args()[1])
+    assert (spec.image_encoder, spec.pool_size, spec.pool_mode, spec.image_preprocessing) == \
+           ("resnet101_clip.openai", 6, "max", "vl-adapter")
+    assert (cfg.eval.num_beams, cfg.train.max_grad_norm, cfg.dept.lr_prompt, cfg.data.max_target_length) == (5, 5.0, 1e-3, 40)
+    assert cfg.train.warmup_steps == cfg.train.max_steps // 10  # VL-Adapter's warmup ratio 0.1
+    m, r, s = cfg.dept.num_virtual_tokens, cfg.dept.rank, cfg.dept.max_length
+    assert (m, r) == budget(40, 768, s)[0] and m * 768 + s * r + r * 768 <= 40 * 768  # VL-Adapter's 40-token budget
