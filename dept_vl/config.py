@@ -235,6 +235,37 @@ class FullConfig:
 
 
 @dataclass
+class ULPTConfig:
+    projection: str = option("normal", "the frozen up-projection P (r x d), drawn from dept.seed: normal (N(0, 2/(r+d))) or "
+                             "uniform (U(+-sqrt(6/(r+d))), the ULPT code's Xavier-uniform: the same variance)",
+                             choices=("normal", "uniform"))
+
+    def __post_init__(self) -> None:
+        check_section(self, "ulpt")
+
+
+@dataclass
+class AttemptConfig:
+    sources: list[str] = option([], "folders of the frozen source prompts P_1..P_t: prompt-tuning or DePT adapters (their "
+                                "prompts), or an ATTEMPT adapter (its source prompts); all of one length m")
+    temperature: float | None = option(None, "T of the softmax over prompts; null = d * e (2,087 at d=768, the ATTEMPT "
+                                       "code's value)", above=0)
+
+    def __post_init__(self) -> None:
+        check_section(self, "attempt")
+
+
+@dataclass
+class MPTConfig:
+    rank: int = option(1, "rank of each task's factors u_k v_k (1: the paper's rank-one W_k)", minimum=1)
+    tasks: list[str] = option([], "tasks with their own factors; empty = data.tasks (a source run); a target run from a "
+                              "source adapter gets adapt.task alone")
+
+    def __post_init__(self) -> None:
+        check_section(self, "mpt")
+
+
+@dataclass
 class DataConfig:
     tasks: list[str] = option(["shapes_color", "shapes_exist"], "source tasks trained together (`dept-vl tasks` lists them)")
     # a free name here: the valid formats depend on the tasks, and the run assembly checks them
@@ -342,6 +373,9 @@ class RunConfig:
     dept: DePTConfig = section(lambda: DePTConfig(num_virtual_tokens=8, rank=4, max_length=64), "the DePT adapter (method dept / prompt_tuning)")
     lora: LoRAConfig = section(LoRAConfig, "the LoRA adapter (method lora)")
     full: FullConfig = section(FullConfig, "full fine-tuning (method full)")
+    ulpt: ULPTConfig = section(ULPTConfig, "ULPT's up-projection (method ulpt; its shapes: dept.*)")
+    attempt: AttemptConfig = section(AttemptConfig, "ATTEMPT's source prompts and temperature (method attempt)")
+    mpt: MPTConfig = section(MPTConfig, "MPT's task factors (method mpt)")
     data: DataConfig = section(DataConfig, "tasks, their sizes, formats and mixing")
     train: TrainConfig = section(TrainConfig, "the training loop")
     eval: EvalConfig = section(EvalConfig, "evaluation and generation")

@@ -14,10 +14,11 @@ from dept_vl.methods import Method, get_method, list_methods, load_adapter_model
 from tests.conftest import tiny_t5
 
 
-def test_the_four_methods_are_registered_with_their_results_labels():
-    assert list_methods()[:4] == ["dept", "prompt_tuning", "lora", "full"]
-    labels = {name: get_method(name).results_label(True) for name in list_methods()}
-    assert labels == {"dept": "dept-transfer", "prompt_tuning": "pt-transfer", "lora": "lora-transfer", "full": "full-transfer"}
+def test_the_methods_are_registered_with_their_results_labels():
+    assert list_methods()[:8] == ["dept", "prompt_tuning", "lora", "full", "adept", "ulpt", "attempt", "mpt"]
+    labels = {name: get_method(name).results_label(True) for name in list_methods()[:8]}
+    assert labels == {"dept": "dept-transfer", "prompt_tuning": "pt-transfer", "lora": "lora-transfer", "full": "full-transfer",
+                      "adept": "adept-transfer", "ulpt": "ulpt-transfer", "attempt": "attempt-transfer", "mpt": "mpt-transfer"}
     assert get_method("prompt_tuning").results_label(False) == "pt-scratch"
 
 

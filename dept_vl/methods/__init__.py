@@ -1,6 +1,6 @@
 """Training methods behind one registry: ``get_method("dept")``, ``list_methods()``, ``register_method``.
 
-One file per method: ``dept``, ``prompt_tuning``, ``lora``, ``full``. A saved adapter records its method, so
+One file per method: ``dept``, ``prompt_tuning``, ``lora``, ``full``, ``adept``, ``ulpt``, ``attempt``, ``mpt``. A saved adapter records its method, so
 :func:`load_adapter_model` needs nothing but the folder and a base model.
 """
 
@@ -12,6 +12,7 @@ from torch import nn
 
 from dept_vl.adapter import Adapter, read_adapter
 from dept_vl.methods import dept, prompt_tuning, lora, full  # noqa: F401, I001  (each registers itself, in this order)
+from dept_vl.methods import adept, ulpt, attempt, mpt  # noqa: F401, I001
 from dept_vl.methods.registry import Method, get_method, list_methods, register_method
 
 

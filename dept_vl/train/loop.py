@@ -100,7 +100,7 @@ def train_loop(
             while step < cfg.max_steps:
                 t_step = time.perf_counter()
                 micro = [batches[step * cfg.grad_accum + i] for i in range(cfg.grad_accum)]
-                tensors = [training.prepare(b.tensors) for b in micro]
+                tensors = [training.prepare(batch_tensors(model, b)) for b in micro]
                 losses = training.step(tensors)
                 nonfinite |= ~torch.isfinite(losses).all()
                 for batch, loss, t in zip(micro, losses, tensors):
@@ -189,6 +189,15 @@ class Training:
         return fastpath.train_step(self.loss_fn, self.optimizer, micro_batches, self.scheduler, self.max_grad_norm,
                                    accelerator=self.accelerator, model=self.wrapped,
                                    reduce_gradients=average_gradients if self.by_hand else None)
+
+
+def batch_tensors(model: Any, batch: Batch) -> dict[str, torch.Tensor]:
+    """A batch's tensors, plus what a model that keeps parameters per task adds for the batch's task (its
+    ``task_inputs(task, rows)``: MPT's ``task_ids``)."""
+    route = getattr(model, "task_inputs", None)
+    if route is None:
+        return batch.tensors
+    return {**batch.tensors, **route(batch.task, int(batch.tensors["input_ids"].shape[0]))}
 
 
 def prepare_training(model: torch.nn.Module, cfg: TrainConfig, accelerator: Any, max_length: int | None = None) -> Training:

@@ -7,6 +7,7 @@ seconds, before anything is loaded or trained.
 
 from __future__ import annotations
 
+import contextlib
 import random
 import warnings
 from dataclasses import dataclass
@@ -207,8 +208,11 @@ class Run:
                        generation_length(self.tasks[task], self.config))
 
     def score(self, model: nn.Module, task: str, examples: Sequence[Example], collate: Collator) -> tuple[dict[str, float], list[str]]:
-        """The task's metrics of ``model`` on ``examples`` (with ``headline``), and the predictions."""
-        predictions = self.predict(model, task, examples, collate)
+        """The task's metrics of ``model`` on ``examples`` (with ``headline``), and the predictions. A model that keeps
+        parameters per task (MPT's factors) predicts inside its ``task_scope(task)``."""
+        scope = getattr(model, "task_scope", None)
+        with scope(task) if scope is not None else contextlib.nullcontext():
+            predictions = self.predict(model, task, examples, collate)
         metrics = self.tasks[task].evaluate(predictions, list(examples))
         if metrics.get("invalid_rate") == 1.0:
             warnings.warn(f"every prediction on {task} is invalid (none is a label word): the model has not learned the "
