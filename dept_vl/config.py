@@ -282,6 +282,13 @@ class DataConfig:
     max_target_length: int = option(32, "truncate target texts to this many tokens", minimum=1)
     length_grouping: bool = option(True, "put examples of similar length in the same batch (less padding)")
     feature_cache: bool = option(True, "cache frozen image-encoder features (identical results, much faster)")
+    feature_dir: str | None = option("auto", "where cached image features are kept, shared by every run and process on the "
+                                     "machine (memory-mapped shards, one folder per encoder, weights and preprocessing): "
+                                     "auto = $XDG_CACHE_HOME/dept_vl/features (~/.cache/...), except that images generated in "
+                                     "memory (the synthetic world) are kept in memory; a folder; null = in memory", nonempty=True)
+    feature_dtype: str = option("auto", "dtype of cached image features: auto (the encoder's own: bfloat16 on GPU, float32 "
+                                "on CPU, nothing rounded), float32, bfloat16 or float16",
+                                choices=("auto", "float32", "bfloat16", "float16"))
 
     def __post_init__(self) -> None:
         check_section(self, "data")

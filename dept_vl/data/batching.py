@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
@@ -17,14 +17,16 @@ class Collator:
     """Tokenise a list of examples into one batch, padded to its own longest input (dynamic padding).
 
     Images come either as ``pixel_values`` (through ``image_transform``) or, when ``image_features`` maps
-    image ids to cached encoder outputs, as ``image_features``. A batch must be all-image or all-text.
+    image ids to stored encoder outputs (a dict, or a feature store read lazily by id), as ``image_features``.
+    A batch must be all-image or all-text. Examples with I images (``Example.image`` a tuple) give
+    ``pixel_values`` (B, I, C, H, W) or ``image_features`` (B, I * N, width): image 1's tokens, then image 2's.
     """
 
     tokenizer: Any
     max_input_length: int
     max_target_length: int = 32
     image_transform: Callable[[Any], torch.Tensor] | None = None
-    image_features: dict[str, torch.Tensor] | None = None
+    image_features: Mapping[str, torch.Tensor] | None = None
     load_image: Callable[[Any], Any] | None = None
     pixels: dict[str, torch.Tensor] | None = None  # preprocessed images by id (when the encoder trains)
     truncated: int = field(default=0, init=False)  # inputs cut to max_input_length so far
@@ -66,14 +68,54 @@ class Collator:
         self.truncated += len(cut)
 
     def images(self, examples: Sequence[Example]) -> dict[str, torch.Tensor]:
-        if self.image_features is not None and all(e.image_id in self.image_features for e in examples):
-            return {"image_features": torch.stack([self.image_features[e.image_id] for e in examples])}
-        if self.pixels is not None and all(e.image_id in self.pixels for e in examples):
-            return {"pixel_values": torch.stack([self.pixels[e.image_id] for e in examples])}
+        rows = [image_ids(e) for e in examples]
+        counts = sorted({len(row) for row in rows})
+        if len(counts) > 1:
+            raise ValueError(f"a batch mixes examples with {' and '.join(map(str, counts))} images (e.g. {examples[0].id!r}); "
+                             "batch examples of one task together")
+        flat = [i for row in rows for i in row]
+        features = self.image_features
+        if features is not None and all(i is not None and i in features for i in flat):
+            stack = getattr(features, "stack", None)
+            stacked = stack(flat) if stack is not None else torch.stack([features[i] for i in flat])
+            return {"image_features": stacked.reshape(len(rows), -1, stacked.shape[-1])}  # each row: its images' tokens in turn
+        if self.pixels is not None and all(i in self.pixels for i in flat):
+            return {"pixel_values": self._rows([self.pixels[i] for i in flat], counts[0])}
         if self.image_transform is None:
             raise ValueError("examples have images but the collator has no image_transform (use the model's)")
         load = self.load_image or (lambda image: image)
-        return {"pixel_values": torch.stack([self.image_transform(load(e.image)) for e in examples])}
+        return {"pixel_values": self._rows([self.image_transform(load(s)) for e in examples for s in image_sources(e)], counts[0])}
+
+    @staticmethod
+    def _rows(pixels: list[torch.Tensor], count: int) -> torch.Tensor:
+        """(B, C, H, W) for one image per example, (B, I, C, H, W) for I."""
+        stacked = torch.stack(pixels)
+        return stacked if count == 1 else stacked.reshape(-1, count, *stacked.shape[1:])
+
+
+def image_sources(example: Example) -> tuple[Any, ...]:
+    """The example's images as a tuple: one for a single image, I for a multi-image example (empty: none)."""
+    if example.image is None:
+        return ()
+    return tuple(example.image) if isinstance(example.image, (tuple, list)) else (example.image,)
+
+
+def image_ids(example: Example) -> tuple[Any, ...]:
+    """The example's image ids, aligned with :func:`image_sources`.
+
+    Raises:
+        ValueError: a multi-image example whose ``image_id`` is not a tuple or list of the same length.
+    """
+    sources = image_sources(example)
+    if not isinstance(example.image, (tuple, list)):
+        return (example.image_id,) if sources else ()
+    ids = example.image_id
+    if not isinstance(ids, (tuple, list)) or len(ids) != len(sources):
+        raise ValueError(f"example {example.id!r} has {len(sources)} images but image_id={ids!r}; give a tuple of "
+                         f"{len(sources)} ids, one per image")
+    if not sources:
+        raise ValueError(f"example {example.id!r} has an empty image tuple; use image=None for a text-only example")
+    return tuple(ids)
 
 
 def mixture_rates(sizes: dict[str, int], mixing: str = "proportional", cap: int = 10000, temperature: float = 2.0) -> dict[str, float]:

@@ -46,7 +46,9 @@ class VLEncoderDecoder(nn.Module):
     """VL-T5-style model: the encoder reads ``[text (L)] [visual tokens (N)]``, the decoder writes the answer.
 
     Wrapped by :class:`dept_vl.DePTModel`, the text part is ``[prompt (m)] [text + A@B (L)]``, so the
-    encoder sees m + L + N positions and the low-rank offset never touches visual tokens.
+    encoder sees m + L + N positions and the low-rank offset never touches visual tokens. An example with
+    I images (NLVR2's pair) reads ``[text (L)] [image 1 (N)] ... [image I (N)]``: pixel_values
+    (B, I, C, H, W), or image_features (B, I * N, width), each image's tokens after the previous one's.
 
     Args:
         text_model: a Hugging Face seq2seq LM (``AutoModelForSeq2SeqLM``: T5, BART, ...).
@@ -191,14 +193,23 @@ class VLEncoderDecoder(nn.Module):
 
     # ----------------------------------------------------------------- images
     def encode_images(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """Features (B, N, image_width) of the image encoder, before the projection (what the cache stores)."""
+        """Features (B, N, image_width) of the image encoder, before the projection (what the cache stores).
+
+        Pixel values (B, I, C, H, W) of I images per example give (B, I * N, image_width): image 1's N
+        tokens, then image 2's, and so on.
+        """
         expected = self.image_transform.input_size
-        if not isinstance(pixel_values, torch.Tensor) or pixel_values.dim() != 4 or tuple(pixel_values.shape[1:]) != expected:
+        if not isinstance(pixel_values, torch.Tensor) or pixel_values.dim() not in (4, 5) or tuple(pixel_values.shape[-3:]) != expected:
             got = tuple(pixel_values.shape) if isinstance(pixel_values, torch.Tensor) else type(pixel_values).__name__
             raise ValueError(
-                f"pixel_values has shape {got}; expected (batch, {', '.join(map(str, expected))}) "
-                "as made by model.image_transform (timm's data config of this image encoder)"
+                f"pixel_values has shape {got}; expected (batch, {', '.join(map(str, expected))}), or (batch, images, "
+                f"{', '.join(map(str, expected))}) for several images per example, as made by model.image_transform "
+                "(timm's data config of this image encoder)"
             )
+        if pixel_values.dim() == 5:  # several images per example: encode them all, then each row's tokens in a row
+            batch, count = pixel_values.shape[:2]
+            features = self.encode_images(pixel_values.flatten(0, 1))
+            return features.reshape(batch, count * features.shape[1], features.shape[2])
         param = next(self.image_encoder.parameters())
         pixel_values = pixel_values.to(param.device, param.dtype)
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze_image_encoder):
@@ -211,7 +222,7 @@ class VLEncoderDecoder(nn.Module):
         image_features: torch.Tensor | None = None,
         image_mask: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """Projected visual tokens (B, N, d_model) and their mask (B, N), or None for a text-only batch.
+        """Projected visual tokens (B, I * N, d_model) and their mask, or None for a text-only batch (I images per row).
 
         Rows whose ``image_mask`` is False get a zero attention mask over their visual tokens, so they
         are text-only rows (their outputs match the text-only model up to float rounding).
@@ -234,11 +245,12 @@ class VLEncoderDecoder(nn.Module):
             features = self.encode_images(pixel_values)
         else:
             features = image_features
-            expected = (self.num_visual_tokens, self.config.image_width)
-            if features.dim() != 3 or tuple(features.shape[1:]) != expected:
+            tokens, width = self.num_visual_tokens, self.config.image_width
+            if features.dim() != 3 or features.shape[2] != width or features.shape[1] == 0 or features.shape[1] % tokens:
                 raise ValueError(
-                    f"image_features has shape {tuple(features.shape)}; expected (batch, {expected[0]}, {expected[1]}) "
-                    "as returned by model.encode_images (check the cache was filled by this image encoder)"
+                    f"image_features has shape {tuple(features.shape)}; expected (batch, {tokens}, {width}) as returned "
+                    f"by model.encode_images, or (batch, images * {tokens}, {width}) for several images per example "
+                    "(check the cache was filled by this image encoder)"
                 )
         if features.shape[0] != batch_size:
             source = "image_features" if image_features is not None else "pixel_values"
@@ -261,7 +273,10 @@ class VLEncoderDecoder(nn.Module):
         image_features: torch.Tensor | None = None,
         image_mask: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The encoder's input ``[text (L)] [visual (N)]`` (B, L + N, d_model) and its mask (B, L + N)."""
+        """The encoder's input ``[text (L)] [visual (N)]`` (B, L + N, d_model) and its mask (B, L + N).
+
+        With I images per example: ``[text (L)] [image 1 (N)] ... [image I (N)]``, (B, L + I * N, d_model).
+        """
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("pass exactly one of input_ids or inputs_embeds for the text")
         if inputs_embeds is None:

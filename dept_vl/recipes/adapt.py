@@ -283,7 +283,7 @@ def _train(config: RunConfig, out: Path, task: str, label: str, mark: str, setti
         run_config = dataclasses.replace(train_config, train=dataclasses.replace(train_config.train, seed=key.seed),
                                          dept=run_dept(key, train_config.dept, d_model))
         plans.append(KShotRun(key, train, dev, out / "runs" / key.folder(label), run_config))
-    collate = run.collator([test, pool], train_config)
+    collate = run.collator([test, *(p.train + p.dev for p in plans)], train_config)  # only the images the runs use
     if main:
         out.mkdir(parents=True, exist_ok=True)
         config.save(out / "config.yaml")

@@ -1,15 +1,20 @@
-"""From examples to the loop's batches: the batch plan (mixture or k-shot), collation, frozen image features."""
+"""From examples to the loop's batches: the batch plan (mixture or k-shot), collation, frozen image features
+(computed once into a feature store, shared on disk by every run and process)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import torch
 
 from dept_vl.config import DataConfig, TrainConfig
-from dept_vl.data.batching import Collator, mixture_rates, plan_batches
+from dept_vl.data.batching import Collator, image_ids, image_sources, mixture_rates, plan_batches
 from dept_vl.data.example import Example
+
+if TYPE_CHECKING:
+    from dept_vl.models.feature_store import FeatureStore
 
 
 @dataclass
@@ -63,26 +68,50 @@ def single_task_plan(examples: Sequence[Example], train: TrainConfig, seed: int,
     return [(task, [i for _, i in b]) for b in plan]
 
 
-def image_features(model: Any, example_sets: Sequence[Sequence[Example]], batch_size: int = 256) -> dict[str, torch.Tensor]:
-    """Frozen image-encoder outputs by image id for every image in ``example_sets`` (each computed once)."""
-    from dept_vl.models import VisionFeatureCache, load_image
-
-    cache = VisionFeatureCache()
+def images_by_id(example_sets: Sequence[Sequence[Example]]) -> dict[str, Any]:
+    """Every image of ``example_sets`` by image id (a multi-image example's images each under its own id)."""
     unique: dict[str, Any] = {}
     for examples in example_sets:
         for e in examples:
-            if e.has_image and e.image_id not in unique:
-                unique[e.image_id] = e.image
-    ids = list(unique)
-    by_id: dict[str, torch.Tensor] = {}
-    for start in range(0, len(ids), batch_size):
-        chunk = ids[start : start + batch_size]
-        images = [unique[i] if hasattr(unique[i], "convert") else load_image(unique[i]) for i in chunk]
-        by_id.update(zip(chunk, cache.get_or_compute(chunk, images, model).cpu()))
-    return by_id
+            for image_id, source in zip(image_ids(e), image_sources(e)):
+                if image_id is None:
+                    raise ValueError(f"example {e.id!r} has an image but no image_id; stored features are looked up by id")
+                unique.setdefault(image_id, source)
+    return unique
 
 
-def make_collator(model: Any, data: DataConfig, max_input_length: int, features: dict[str, torch.Tensor] | None = None) -> Collator:
+def feature_folder(data: DataConfig, generated_only: bool) -> Path | None:
+    """Where ``data.feature_dir`` keeps features: ``auto`` is the machine's shared folder, except when every image
+    of the run is generated in memory (the synthetic world: kept in memory); null is in memory."""
+    from dept_vl.models.feature_store import default_feature_dir
+
+    if data.feature_dir == "auto":
+        return None if generated_only else default_feature_dir()
+    return Path(data.feature_dir).expanduser() if data.feature_dir else None
+
+
+def image_features(model: Any, example_sets: Sequence[Sequence[Example]], data: DataConfig | None = None, *,
+                   directory: str | Path | None = None, num_workers: int = 0, batch_size: int = 128, rank: int = 0,
+                   world: int = 1, show_progress: bool = False) -> FeatureStore:
+    """The frozen image encoder's features of every image in ``example_sets``, computed where the store lacks them.
+
+    With a ``directory``, the store is shared by every run and process on the machine: the ``world`` processes
+    of a run split the missing images (see :func:`~dept_vl.models.feature_extraction.share`) and each reads
+    all. Images are decoded by ``num_workers`` worker processes. The returned store is read lazily by id
+    (memory-mapped shards); without a directory it holds the features in memory.
+    """
+    from dept_vl.models.feature_cache import computed_dtype
+    from dept_vl.models.feature_extraction import extract_features
+    from dept_vl.models.feature_store import FeatureStore, resolve_dtype
+
+    dtype = resolve_dtype(data.feature_dtype if data is not None else "auto", computed_dtype(model))
+    store = FeatureStore(directory, model.feature_key, dtype)
+    extract_features(store, model, images_by_id(example_sets), rank=rank, world=world, num_workers=num_workers,
+                     batch_size=batch_size, show_progress=show_progress)
+    return store
+
+
+def make_collator(model: Any, data: DataConfig, max_input_length: int, features: Mapping[str, torch.Tensor] | None = None) -> Collator:
     """The collator of a run: the model's tokenizer and image transform, inputs cut at ``max_input_length``."""
     from dept_vl.models import load_image
 

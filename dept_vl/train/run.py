@@ -141,11 +141,18 @@ class Run:
         return {name: self.load(name, split, size) for name in self.tasks}
 
     def collator(self, example_sets: Sequence[Sequence[Example]] = (), config: RunConfig | None = None) -> Collator:
-        """The run's collator (inputs cut at :meth:`input_length`); with ``data.feature_cache``, frozen image
-        features of every image in ``example_sets`` are computed once and batches carry them instead of pixels."""
+        """The run's collator (inputs cut at :meth:`input_length`); with ``data.feature_cache``, the frozen image
+        features of the images of ``example_sets`` (only those) are computed where ``data.feature_dir`` lacks them
+        (the run's processes share the work, decoding with ``train.num_workers`` workers) and batches carry
+        them, looked up by image id, instead of pixels."""
         features = None
-        if self.config.data.feature_cache and any(t.has_images for t in self.tasks.values()):
-            features = loader.image_features(self.base, example_sets)
+        image_tasks = [t for t in self.tasks.values() if t.has_images]
+        if self.config.data.feature_cache and image_tasks:
+            data, acc = self.config.data, self.accelerator
+            folder = loader.feature_folder(data, generated_only=all(t.family == "shapes" for t in image_tasks))
+            features = loader.image_features(self.base, example_sets, data, directory=folder, num_workers=self.config.train.num_workers,
+                                             batch_size=self.config.eval.batch_size, rank=acc.process_index,
+                                             world=acc.num_processes, show_progress=acc.is_main_process)
         return loader.make_collator(self.base, self.config.data, self.input_length(config), features)
 
     def input_length(self, config: RunConfig | None = None) -> int:
