@@ -334,13 +334,45 @@ class EvalConfig:
     num_beams: int = option(1, "beam search width (1 = greedy decoding)", minimum=1)
     length_penalty: float = option(1.0, "beam search length penalty (exponent on the answer length)")
     split: str = option("test", "split scored at the end of a run: train, dev or test", choices=("train", "dev", "test"))
+    pack_rows: int = option(1024, "packed evaluation: the most rows of one generation call that several runs' batches "
+                            "share (each run's batches stay its own)", minimum=1)
 
     def __post_init__(self) -> None:
         check_section(self, "eval")
 
 
 @dataclass
-class AdaptConfig:
+class SweepOptions:
+    """A recipe's searches and packing (``adapt.*``, ``pretrain.*``): lists of DePT settings to try, one run
+    each, trained together in packs where the method allows it."""
+
+    lr_prompt: list[float] = option([], "a learning-rate search: prompt learning rates, one run each (best by dev score in "
+                                    "selection.json); empty = dept.lr_prompt alone", above=0)
+    lr_lowrank: list[float] = option([], "a learning-rate search: learning rates of A and B, one run each per lr_prompt; "
+                                     "empty = dept.lr_lowrank alone", above=0)
+    num_virtual_tokens: list[int] = option([], "a shape search: prompt lengths m, each with the largest rank r that keeps "
+                                           "the parameter budget of dept.num_virtual_tokens and dept.rank; one run each per "
+                                           "learning-rate setting; empty = no shape search", minimum=1)
+    rank: list[int] = option([], "a shape search: ranks r, each with the largest m that keeps the budget (as "
+                             "num_virtual_tokens; give one of the two)", minimum=1)
+    pack: str = option("auto", "train the runs together, one pass of the frozen base for all (DePT and prompt tuning): "
+                       "on, off, or auto (on with a GPU)", choices=("auto", "on", "off"))
+    pack_size: int = option(0, "runs per pack; 0 = auto (every run, at most pack_rows rows a step and, on a GPU, as many as a "
+                            "measured step fits in its memory)", minimum=0)
+    pack_rows: int = option(1024, "auto pack size: the most training rows (runs x batch size) in one packed step", minimum=1)
+
+    def check_sweep(self, section: str) -> None:
+        if self.num_virtual_tokens and self.rank:
+            raise ValueError(f"{section}.num_virtual_tokens={self.num_virtual_tokens} and {section}.rank={self.rank}: a shape "
+                             f"search sets one of the two, the budget sets the other; give one")
+
+    def searches(self) -> bool:
+        """Whether any setting is searched (then ``selection.json`` picks by dev score)."""
+        return bool(self.lr_prompt or self.lr_lowrank or self.num_virtual_tokens or self.rank)
+
+
+@dataclass
+class AdaptConfig(SweepOptions):
     task: str = option("shapes_count", "target task of the k-shot runs", nonempty=True)
     k: list[int] = option([4, 16, 32], "training examples per class; one run per k and seed", minimum=1, nonempty=True)
     seeds: list[int] = option([0, 1, 2], "seeds of k-shot sampling and training; one run per k and seed", nonempty=True)
@@ -349,26 +381,20 @@ class AdaptConfig:
                                  choices=("prompt", "lowrank", "modules"))
     dev_k: int | None = option(None, "examples (per class) in the k-shot dev split; null = k", minimum=1)
     save_adapters: bool = option(True, "write each run's selected adapter to runs/<label>_k<k>_seed<s>/adapter")
-    lr_prompt: list[float] = option([], "a learning-rate search: prompt learning rates, one run each per k and seed "
-                                    "(best by k-shot dev score in selection.json); empty = dept.lr_prompt alone", above=0)
-    lr_lowrank: list[float] = option([], "a learning-rate search: learning rates of A and B, one run each per k, seed and "
-                                     "adapt.lr_prompt; empty = dept.lr_lowrank alone", above=0)
-    num_virtual_tokens: list[int] = option([], "a shape search: prompt lengths m, each with the largest rank r that keeps "
-                                           "the parameter budget of dept.num_virtual_tokens and dept.rank; one run each per "
-                                           "k, seed and learning rates; empty = no shape search", minimum=1)
-    rank: list[int] = option([], "a shape search: ranks r, each with the largest m that keeps the budget (as "
-                             "adapt.num_virtual_tokens; give one of the two)", minimum=1)
-    pack: str = option("auto", "train the (k, seed) runs together, one pass of the frozen base for all (DePT and prompt "
-                       "tuning): on, off, or auto (on with a GPU)", choices=("auto", "on", "off"))
-    pack_size: int = option(0, "runs per pack; 0 = auto (every run, at most pack_rows rows a step and, on a GPU, as many as a "
-                            "measured step fits in its memory)", minimum=0)
-    pack_rows: int = option(1024, "auto pack size: the most training rows (runs x batch size) in one packed step", minimum=1)
 
     def __post_init__(self) -> None:
         check_section(self, "adapt")
-        if self.num_virtual_tokens and self.rank:
-            raise ValueError(f"adapt.num_virtual_tokens={self.num_virtual_tokens} and adapt.rank={self.rank}: a shape search "
-                             f"sets one of the two, the budget sets the other; give one")
+        self.check_sweep("adapt")
+
+
+@dataclass
+class PretrainConfig(SweepOptions):
+    """``dept-vl pretrain``'s searches: one source adapter per setting on the whole mixture (``search/<setting>/``),
+    the best by mean dev score copied to ``adapter/``."""
+
+    def __post_init__(self) -> None:
+        check_section(self, "pretrain")
+        self.check_sweep("pretrain")
 
 
 @dataclass
@@ -387,6 +413,7 @@ class RunConfig:
     train: TrainConfig = section(TrainConfig, "the training loop")
     eval: EvalConfig = section(EvalConfig, "evaluation and generation")
     adapt: AdaptConfig = section(AdaptConfig, "k-shot adaptation (dept-vl adapt)")
+    pretrain: PretrainConfig = section(PretrainConfig, "searches of source pretraining (dept-vl pretrain)")
 
     def __post_init__(self) -> None:
         check_section(self, "")
@@ -399,8 +426,6 @@ class RunConfig:
 
         write_text_atomic(path, yaml.dump(self.to_dict(), Dumper=_Dumper, sort_keys=False))
 
-    pack_rows: int = option(1024, "packed evaluation: the most rows of one generation call that several runs' batches "
-                            "share (each run's batches stay its own)", minimum=1)
 
 # ---------------------------------------------------------------------------------------------------------
 # YAML

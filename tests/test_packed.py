@@ -389,7 +389,7 @@ def test_the_memory_probe_changes_nothing_and_grows_with_the_rows_on_the_gpu():
     """The probe's steps leave no gradient and no drawn random number behind, and a pack's measured peak grows
     with its rows as the fit assumes."""
     from dept_vl.models.backbone import load_backbone
-    from dept_vl.recipes.adapt import memory_pack_size
+    from dept_vl.recipes.sweep import memory_pack_size
     from dept_vl.train.packed import packed_step_peak
 
     device = torch.device("cuda")

@@ -37,17 +37,17 @@ from dept_vl.adapter import Adapter, read_adapter
 from dept_vl.config import RunConfig
 from dept_vl.data.example import Example
 from dept_vl.data.kshot import kshot_split
-from dept_vl.dept.budget import shape_at_budget
-from dept_vl.dept.config import DePTConfig
 from dept_vl.io import write_json_atomic, write_text_atomic
-from dept_vl.methods import get_method, list_methods
+from dept_vl.methods import get_method
 from dept_vl.methods.dept import DePT
+from dept_vl.recipes.sweep import (check_shape_search, measures_memory, memory_pack_size, pack_size, search_settings,
+                                   searched_dept, setting_tags)
 from dept_vl.report.results import SEARCHED, select_by_dev, summarize
 from dept_vl.train.hooks import BestAdapter
 from dept_vl.train.loader import TrainBatches, single_task_plan
 from dept_vl.train.loop import NonFiniteLoss
 from dept_vl.train.outdir import claim_output_dir
-from dept_vl.train.packed import PackedRun, can_pack, fit_packed, packed_step_peak, runs_that_fit, score_packed
+from dept_vl.train.packed import PackedRun, can_pack, fit_packed, score_packed
 from dept_vl.train.predict import write_predictions
 from dept_vl.train.run import Run, seed_everything, trainable_count
 
@@ -65,8 +65,7 @@ def is_scratch(config: RunConfig) -> bool:
 
 def is_search(config: RunConfig) -> bool:
     """Whether the sweep searches learning rates or shapes (then ``selection.json`` picks by k-shot dev score)."""
-    a = config.adapt
-    return bool(a.lr_prompt or a.lr_lowrank or a.num_virtual_tokens or a.rank)
+    return config.adapt.searches()
 
 
 def source_adapter(config: RunConfig) -> Adapter | None:
@@ -87,8 +86,7 @@ class RunKey:
 
     def folder(self, label: str) -> str:
         """The run's folder under ``runs/``: ``<label>_k<k>_seed<seed>[_lrp<lr>][_lrl<lr>][_m<m>][_r<r>]``."""
-        tags = {"lr_prompt": "lrp", "lr_lowrank": "lrl", "num_virtual_tokens": "m", "rank": "r"}
-        return f"{label}_k{self.k}_seed{self.seed}" + "".join(f"_{tags[k]}{v:g}" for k, v in self.searched().items())
+        return f"{label}_k{self.k}_seed{self.seed}" + "".join(f"_{tag}" for tag in setting_tags(self.searched()))
 
     def searched(self) -> dict[str, float]:
         """The searched settings of this run (none outside a search)."""
@@ -103,20 +101,8 @@ def run_keys(config: RunConfig) -> list[RunKey]:
     """Every run of the sweep: k x seeds, times the learning rates searched (``adapt.lr_prompt``,
     ``adapt.lr_lowrank``), times the shapes searched (``adapt.num_virtual_tokens`` or ``adapt.rank``)."""
     a = config.adapt
-    keys = [RunKey(k, s, p, q, m, r) for k in a.k for s in a.seeds for p in (a.lr_prompt or [None])
-            for q in (a.lr_lowrank or [None]) for m in (a.num_virtual_tokens or [None]) for r in (a.rank or [None])]
+    keys = [RunKey(k, s, **point) for k in a.k for s in a.seeds for point in search_settings(a)]
     return list(dict.fromkeys(keys))  # a value given twice runs once
-
-
-def run_dept(key: RunKey, dept: DePTConfig, d_model: int) -> DePTConfig:
-    """The DePT settings of one run: the searched learning rates, and a searched shape with the other half of
-    (m, r) chosen to keep the parameter budget of ``dept`` (:func:`dept_vl.dept.budget.shape_at_budget`)."""
-    rates = {k: v for k, v in key.searched().items() if k in ("lr_prompt", "lr_lowrank")}
-    if key.num_virtual_tokens is not None or key.rank is not None:
-        m, r = shape_at_budget(dept.num_parameters(d_model), d_model, dept.max_length,
-                               num_virtual_tokens=key.num_virtual_tokens, rank=key.rank)
-        rates.update(num_virtual_tokens=m, rank=r)
-    return dataclasses.replace(dept, **rates)
 
 
 def run_name(label: str, k: int, seed: int) -> str:
@@ -132,7 +118,7 @@ def run_settings(config: RunConfig) -> dict[str, Any]:
         if isinstance(value, dict):
             for key, item in value.items():
                 walk(f"{prefix}.{key}" if prefix else str(key), item)
-        elif prefix not in UNFINGERPRINTED:
+        elif prefix not in UNFINGERPRINTED and not prefix.startswith("pretrain."):  # pretrain's searches
             flat[prefix] = value
 
     walk("", config.to_dict())
@@ -207,12 +193,7 @@ def _sweep(config: RunConfig, out: Path, task: str, main: bool, show_progress: b
     if (config.adapt.lr_prompt or config.adapt.lr_lowrank) and not isinstance(method, DePT):
         raise ValueError(f"adapt.lr_prompt / adapt.lr_lowrank search DePT's and prompt tuning's learning rates; method "
                          f"{config.method!r} has its own (set them in its section) or use method=dept / prompt_tuning")
-    shapes = config.adapt.num_virtual_tokens or config.adapt.rank
-    if shapes and (type(method) is not DePT or not is_scratch(config)):
-        why = (f"method {config.method!r} has no rank to trade for prompt tokens" if type(method) is not DePT else
-               f"adapt.source={config.adapt.source!r} fixes m and r (a target run takes its source's shapes)")
-        raise ValueError(f"a shape search (adapt.num_virtual_tokens / adapt.rank) trades DePT's prompt tokens against its "
-                         f"rank at one parameter budget, from scratch; {why}: use method=dept with adapt.source=none")
+    check_shape_search(config.adapt, "adapt", method, None if is_scratch(config) else config.adapt.source)
     label = method.results_label(transfer=not is_scratch(config))
     settings = run_settings(config)
     mark = fingerprint(settings)
@@ -281,7 +262,7 @@ def _train(config: RunConfig, out: Path, task: str, label: str, mark: str, setti
     for key in todo:
         train, dev = kshot_split(pool, key.k, key.seed, config.adapt.dev_k)
         run_config = dataclasses.replace(train_config, train=dataclasses.replace(train_config.train, seed=key.seed),
-                                         dept=run_dept(key, train_config.dept, d_model))
+                                         dept=searched_dept(key.searched(), train_config.dept, d_model))
         plans.append(KShotRun(key, train, dev, out / "runs" / key.folder(label), run_config))
     collate = run.collator([test, *(p.train + p.dev for p in plans)], train_config)  # only the images the runs use
     if main:
@@ -324,7 +305,7 @@ def _train(config: RunConfig, out: Path, task: str, label: str, mark: str, setti
         bar.update(1)
         bar.set_postfix(k=plan.key.k, seed=plan.key.seed, score=f"{record['score']:.4f}")
 
-    size = pack_size(config, run, len(plans))
+    size = pack_size(config.adapt, "adapt", config, run, len(plans))
     if size > 1:
         failed: list[str] = []
         queue, measure = list(plans), measures_memory(run.accelerator.device) and not config.adapt.pack_size
@@ -373,47 +354,6 @@ def _train(config: RunConfig, out: Path, task: str, label: str, mark: str, setti
         best.restore(plan.model)
         metrics, predictions = run.score(plan.model, task, test, collate)
         finish(plan, result, metrics, predictions, 1)
-
-
-def pack_size(config: RunConfig, run: Run, runs: int) -> int:
-    """How many runs train together: 1 (one after another) unless ``adapt.pack`` is on, or auto with a GPU and a
-    method whose models can share a pass of the base; then ``adapt.pack_size``, or every run up to
-    ``adapt.pack_rows`` training rows a step (on a GPU, the first pack then shrinks to what fits in its memory:
-    :func:`memory_pack_size`)."""
-    choice, packable = config.adapt.pack, run.method.can_pack(config)
-    if choice == "off" or runs < 2 or (choice == "auto" and (run.accelerator.device.type != "cuda" or not packable)):
-        return 1
-    if not packable:
-        raise ValueError(f"adapt.pack=on: method {run.method.name!r} cannot train runs together with these settings (only "
-                         f"models that change nothing but the input can: {', '.join(m for m in list_methods() if get_method(m).can_pack(config))}); "
-                         f"set adapt.pack=off")
-    if config.train.grad_accum != 1:
-        if choice == "auto":
-            return 1
-        raise ValueError(f"adapt.pack=on with train.grad_accum={config.train.grad_accum}: packed runs take one micro-batch "
-                         f"per step; set train.grad_accum=1 or adapt.pack=off")
-    if config.adapt.pack_size:
-        return min(config.adapt.pack_size, runs)
-    return max(1, min(runs, config.adapt.pack_rows // config.train.batch_size))
-
-
-def measures_memory(device: Any) -> bool:
-    """Whether an automatic pack size is also bounded by a measured step (on a GPU)."""
-    return device.type == "cuda"
-
-
-def memory_pack_size(models: list[Any], first_batches: list[dict[str, Any]], device: Any, share: float = 0.85) -> int:
-    """The most of ``models`` that a packed step fits in ``share`` of the GPU memory this process can have (what it
-    holds and what is free), measured on each run's first batch (:func:`dept_vl.train.packed.runs_that_fit`)."""
-    import torch
-
-    from dept_vl.train.fastpath import prepare_batch
-
-    tensors = [prepare_batch(b, device) for b in first_batches]
-    free, _ = torch.cuda.mem_get_info(device)
-    limit = torch.cuda.memory_allocated(device) + int(share * (free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)))
-    rows = [int(t["input_ids"].shape[0]) for t in tensors]
-    return runs_that_fit(lambda n: packed_step_peak(models[:n], tensors[:n], device), rows, limit)
 
 
 def _write_results(out: Path, every: dict[str, dict[str, Any]]) -> None:

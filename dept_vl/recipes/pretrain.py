@@ -72,7 +72,12 @@ def run_pretrain(config: RunConfig, resume: bool = False, overwrite: bool = Fals
     """Train on ``config.data.tasks``; returns the summary also written to ``metrics.json``.
 
     ``resume``: continue the run in ``output_dir`` from its newest complete checkpoint; ``overwrite``:
-    replace the run in ``output_dir``. Without either, an ``output_dir`` that holds a run is refused."""
+    replace the run in ``output_dir``. Without either, an ``output_dir`` that holds a run is refused.
+    With ``pretrain.*`` searches set, one run per setting (:mod:`dept_vl.recipes.pretrain_search`)."""
+    if config.pretrain.searches():
+        from dept_vl.recipes.pretrain_search import run_pretrain_search
+
+        return run_pretrain_search(config, run_pretrain, resume=resume, overwrite=overwrite, show_progress=show_progress)
     out = Path(config.output_dir)
     main = int(os.environ.get("RANK", "0")) == 0  # before the accelerator exists
     claim = claim_output_dir(out, resume=resume, overwrite=overwrite, main_process=main)
