@@ -7,6 +7,7 @@ loaded, with its dotted key, the value and what is allowed.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import datetime
 import difflib
@@ -35,8 +36,8 @@ def option(default: Any, help: str, *, choices: tuple[str, ...] | None = None, m
     """
     metadata = {"help": help, "choices": tuple(choices) if choices else None, "minimum": minimum,
                 "above": above, "below": below, "nonempty": nonempty}
-    if isinstance(default, list):
-        return field(default_factory=lambda: list(default), metadata=metadata)
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: copy.deepcopy(default), metadata=metadata)
     return field(default=default, metadata=metadata)
 
 
@@ -76,6 +77,8 @@ def _is_type(value: Any, hint: Any) -> bool:
     item = _list_item(hint)
     if item is not None:
         return isinstance(value, list) and all(_is_type(v, item) for v in value)
+    if typing.get_origin(hint) is dict:  # a mapping of names to free values (checked by whoever reads them)
+        return isinstance(value, dict) and all(isinstance(k, str) for k in value)
     if dataclasses.is_dataclass(hint):
         return isinstance(value, hint)
     raise TypeError(f"the config system has no check for the type {hint!r}")
@@ -107,6 +110,8 @@ def _describe(hint: Any, meta: typing.Mapping[str, Any]) -> str:
         text = f"one of {_or(choices)}"
     elif dataclasses.is_dataclass(base):
         text = f"a {base.__name__} section"
+    elif typing.get_origin(base) is dict:
+        text = "a mapping of names to values"
     else:
         text = " ".join(filter(None, ["a non-empty string" if base is str and nonempty else _NOUNS[base][0], bounds]))
     return text + (" or null" if optional else "")
@@ -286,6 +291,9 @@ class DataConfig:
                                      "machine (memory-mapped shards, one folder per encoder, weights and preprocessing): "
                                      "auto = $XDG_CACHE_HOME/dept_vl/features (~/.cache/...), except that images generated in "
                                      "memory (the synthetic world) are kept in memory; a folder; null = in memory", nonempty=True)
+    task_options: dict[str, dict[str, Any]] = option({}, "options of each task's loader, by task name (e.g. "
+                                                     "{nlvr2: {source: hub, image_dir: ...}}; `dept-vl tasks` lists "
+                                                     "each task's source); a task refuses options it does not know")
     feature_dtype: str = option("auto", "dtype of cached image features: auto (the encoder's own: bfloat16 on GPU, float32 "
                                 "on CPU, nothing rounded), float32, bfloat16 or float16",
                                 choices=("auto", "float32", "bfloat16", "float16"))

@@ -68,7 +68,8 @@ def required_packages(tasks: dict[str, Task], config: RunConfig) -> dict[str, st
     for name, task in tasks.items():
         if task.kind == "caption":
             needs.setdefault("pycocoevalcap", f"the caption metrics of {name}")
-        if config.data.data_dir is None and (task.family in ("glue", "superglue") or name in HUB_TASKS):
+        source = config.data.task_options.get(name, {}).get("source")
+        if source == "hub" or (source is None and config.data.data_dir is None and (task.family in ("glue", "superglue") or name in HUB_TASKS)):
             needs.setdefault("datasets", f"loading {name} from the Hugging Face hub (or set data.data_dir to the release files)")
     return needs
 
@@ -79,6 +80,10 @@ def check_run(config: RunConfig, method: Method, tasks: dict[str, Task]) -> None
     import importlib.util
 
     method.check(config)
+    for name, options in config.data.task_options.items():  # a misspelt task name would be ignored: refuse it
+        get_task(name)
+        if not isinstance(options, dict):
+            raise ValueError(f"data.task_options.{name}={options!r}: must be a mapping of option names to values")
     missing = {pkg: why for pkg, why in required_packages(tasks, config).items() if importlib.util.find_spec(pkg) is None}
     if missing:
         raise ValueError("this run needs " + "; ".join(f"the package {pkg} ({why})" for pkg, why in missing.items())
@@ -132,7 +137,7 @@ class Run:
         spec, data = self.tasks[task], self.config.data
         fmt = data.format if data.format in spec.formats else "default"
         options = {"size": size} if (size is not None and spec.family == "shapes") else {}  # generated: only as many as asked
-        examples = spec.load(split, data_dir=data.data_dir, fmt=fmt, **options)
+        examples = spec.load(split, data_dir=data.data_dir, fmt=fmt, **options, **data.task_options.get(task, {}))
         if size is not None and len(examples) > size:
             examples = random.Random(f"{spec.name}/{split}").sample(examples, size)
         return examples
