@@ -66,6 +66,17 @@ def _adapt(args: argparse.Namespace) -> int:
     return 0
 
 
+def _transfer_matrix(args: argparse.Namespace) -> int:
+    from dept_vl.recipes.transfer_matrix import run_transfer_matrix
+
+    extra = [f"adapt.{key}=[{','.join(map(str, getattr(args, key)))}]" for key in ("k", "seeds") if getattr(args, key)]
+    rows = run_transfer_matrix(_load(args, extra), args.sources, args.targets, resume=args.resume, overwrite=args.overwrite)
+    for row in rows:
+        gain = f"  gain {row['gain']:+.4f} ({row['gain_over_std']:+.1f} std)" if row.get("gain") is not None else ""
+        print(f"{row['target']:>20} k={row['k']:<3} {row['source']:<20} {row['metric']} {row['mean']:.4f} ± {row['std']:.4f}{gain}")
+    return 0
+
+
 def _evaluate(args: argparse.Namespace) -> int:
     from dept_vl.recipes.evaluate import run_evaluate
 
@@ -168,6 +179,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", nargs="+", type=int)
     p.add_argument("--transfer", nargs="+", choices=["prompt", "lowrank", "modules"], help="which source parts to transfer")
     p.add_argument("--resume", action="store_true", help="continue the sweep in output_dir: finished runs are kept and skipped")
+
+    p = add("transfer-matrix", "which source task transfers best: a source adapter per source task, each target's "
+            "k-shot sweep from each and from scratch", _transfer_matrix)
+    _overrides(p)
+    p.add_argument("--sources", nargs="+", help="source tasks, each pretrained alone (default: data.tasks)")
+    p.add_argument("--targets", nargs="+", help="target tasks (default: adapt.task)")
+    p.add_argument("--k", nargs="+", type=int, help="shots (adapt.k)")
+    p.add_argument("--seeds", nargs="+", type=int, help="seeds (adapt.seeds)")
+    p.add_argument("--resume", action="store_true", help="keep finished sources and k-shot runs, run the rest")
 
     p = add("evaluate", "evaluate an adapter on a task split and write its predictions", _evaluate)
     _overrides(p)
