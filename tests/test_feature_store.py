@@ -142,6 +142,22 @@ def test_a_killed_extraction_keeps_its_shards_and_encodes_only_the_rest(model, t
     assert sorted(resumed) == sorted(images) and all(torch.equal(resumed[i], expected[i]) for i in images)
 
 
+def count_every_encoded(monkeypatch) -> list[int]:
+    """Images each encoder call of any model saw (several images per example count each)."""
+    from dept_vl.models.vl import VLEncoderDecoder
+
+    seen: list[int] = []
+    original = VLEncoderDecoder.encode_images
+
+    def encode(self, pixel_values):
+        if pixel_values.dim() == 4:  # (B, I, C, H, W) comes back here flattened
+            seen.append(pixel_values.shape[0])
+        return original(self, pixel_values)
+
+    monkeypatch.setattr(VLEncoderDecoder, "encode_images", encode)
+    return seen
+
+
 WORKER = """
 import json, sys, torch
 from dept_vl.models import FeatureStore, build_vl_model, extract_features
@@ -202,13 +218,10 @@ def test_lookups_memory_map_the_shards(model, tmp_path):
 
 def test_an_adapt_run_encodes_the_images_of_its_shots_dev_and_test_only(tmp_path, monkeypatch):
     from dept_vl.config import load_config
-    from dept_vl.models.vl import VLEncoderDecoder
     from dept_vl.recipes import adapt
     from dept_vl.train.run import Run
 
-    seen: list[int] = []
-    original_encode = VLEncoderDecoder.encode_images
-    monkeypatch.setattr(VLEncoderDecoder, "encode_images", lambda self, px: seen.append(px.shape[0]) or original_encode(self, px))
+    seen = count_every_encoded(monkeypatch)
     loaded: dict[str, list[Example]] = {}
     original_load = Run.load
     monkeypatch.setattr(Run, "load", lambda self, task, split, size=None: loaded.setdefault(split, original_load(self, task, split, size)))
@@ -308,3 +321,30 @@ def test_feature_dir_auto_is_the_users_cache_except_for_generated_images(tmp_pat
     assert feature_folder(load_config(None, ["data.feature_dir=null"]).data, generated_only=False) is None
     monkeypatch.setenv("HOME", str(tmp_path))
     assert feature_folder(load_config(None, ["data.feature_dir=~/f"]).data, generated_only=True) == tmp_path / "f"
+
+
+def test_nlvr2_pairs_score_the_same_from_the_store_as_from_pixels(tmp_path, monkeypatch):
+    from PIL import Image
+
+    from dept_vl.config import load_config
+    from dept_vl.recipes.evaluate import run_evaluate
+
+    root = tmp_path / "nlvr2"
+    (root / "images" / "dev").mkdir(parents=True)
+    rows = [{"identifier": f"dev-{n}-0-0", "sentence": "the left image is red .", "label": str(n % 2 == 0)} for n in range(3)]
+    (root / "dev.json").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    gen = torch.Generator().manual_seed(1)
+    for n in range(3):
+        for side in (0, 1):
+            pixels = (torch.rand(40, 44, 3, generator=gen) * 255).byte().numpy()
+            Image.fromarray(pixels).save(root / "images" / "dev" / f"dev-{n}-0-img{side}.png")
+    seen = count_every_encoded(monkeypatch)
+    common = ["model.preset=tiny", f"data.data_dir={root}", "eval.batch_size=4", "eval.max_new_tokens=2"]
+    stored = run_evaluate(load_config(None, [*common, f"data.feature_dir={tmp_path / 'features'}"]), None, "nlvr2", "dev",
+                          out=tmp_path / "stored")
+    assert sum(seen) == 6  # three pairs, each image once; batches read the store only
+    pixels = run_evaluate(load_config(None, [*common, "data.feature_cache=false"]), None, "nlvr2", "dev", out=tmp_path / "pixels")
+    assert sum(seen) == 12 and stored["metrics"] == pixels["metrics"]
+    predictions = [[json.loads(line)["prediction"] for line in (tmp_path / name / "predictions.jsonl").read_text().splitlines()]
+                   for name in ("stored", "pixels")]
+    assert predictions[0] == predictions[1]
