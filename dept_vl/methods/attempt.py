@@ -136,7 +136,8 @@ class ATTEMPT(EncoderInputMethod):
 
     def check(self, config: RunConfig) -> None:
         super().check(config)
-        if not config.attempt.sources:
+        from_attempt_adapter = config.adapt.source not in (None, "", "none", "None")  # a target run takes its sources
+        if not config.attempt.sources and not from_attempt_adapter:
             raise ValueError("attempt.sources is empty: list the folders of the source prompts (prompt-tuning, DePT or "
                              "ATTEMPT adapters), e.g. attempt.sources=[runs/pt_color/adapter,runs/pt_exist/adapter]")
         if config.dept.rank < 1:
