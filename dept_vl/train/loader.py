@@ -92,22 +92,25 @@ def feature_folder(data: DataConfig, generated_only: bool) -> Path | None:
 
 def image_features(model: Any, example_sets: Sequence[Sequence[Example]], data: DataConfig | None = None, *,
                    directory: str | Path | None = None, num_workers: int = 0, batch_size: int = 128, rank: int = 0,
-                   world: int = 1, show_progress: bool = False) -> FeatureStore:
+                   world: int = 1, show_progress: bool = False) -> FeatureStore | None:
     """The frozen image encoder's features of every image in ``example_sets``, computed where the store lacks them.
 
     With a ``directory``, the store is shared by every run and process on the machine: the ``world`` processes
     of a run split the missing images (see :func:`~dept_vl.models.feature_extraction.share`) and each reads
     all. Images are decoded by ``num_workers`` worker processes. The returned store is read lazily by id
-    (memory-mapped shards); without a directory it holds the features in memory.
+    (memory-mapped shards); without a directory it holds the features in memory. None when no example has an image.
     """
     from dept_vl.models.feature_cache import computed_dtype
     from dept_vl.models.feature_extraction import extract_features
     from dept_vl.models.feature_store import FeatureStore, resolve_dtype
 
+    images = images_by_id(example_sets)
+    if not images:
+        return None
     dtype = resolve_dtype(data.feature_dtype if data is not None else "auto", computed_dtype(model))
     store = FeatureStore(directory, model.feature_key, dtype)
-    extract_features(store, model, images_by_id(example_sets), rank=rank, world=world, num_workers=num_workers,
-                     batch_size=batch_size, show_progress=show_progress)
+    extract_features(store, model, images, rank=rank, world=world, num_workers=num_workers, batch_size=batch_size,
+                     show_progress=show_progress)
     return store
 
 

@@ -157,7 +157,7 @@ class Run:
             folder = loader.feature_folder(data, generated_only=all(t.family == "shapes" for t in image_tasks))
             features = loader.image_features(self.base, example_sets, data, directory=folder, num_workers=self.config.train.num_workers,
                                              batch_size=self.config.eval.batch_size, rank=acc.process_index,
-                                             world=acc.num_processes, show_progress=acc.is_main_process)
+                                             world=acc.num_processes, show_progress=acc.is_main_process and folder is not None)
         return loader.make_collator(self.base, self.config.data, self.input_length(config), features)
 
     def input_length(self, config: RunConfig | None = None) -> int:
