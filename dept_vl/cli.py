@@ -135,6 +135,14 @@ def _budget(args: argparse.Namespace) -> int:
     from dept_vl.dept.budget import budget
 
     total = args.prompt_tokens * args.d_model
+    if args.methods:
+        from dept_vl.methods.budget import method_budget
+
+        print(f"budget {total:,d}: prompt tuning with {args.prompt_tokens} tokens (d={args.d_model}, s={args.max_length})")
+        print(f"{'method':<14} {'params':>10}  settings")
+        for row in method_budget(args.prompt_tokens, args.d_model, args.max_length, mpt_tasks=args.mpt_tasks):
+            print(f"{row.method:<14} {row.parameters:>10,d}  {row.settings}" + (f"  ({row.note})" if row.note else ""))
+        return 0
     print(f"{'m':>5} {'r':>5} {'params':>10}  (budget {total:,d})")
     for m, r in budget(args.prompt_tokens, args.d_model, args.max_length)[: args.top]:
         print(f"{m:>5} {r:>5} {m * args.d_model + r * (args.max_length + args.d_model):>10,d}")
@@ -222,11 +230,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--private", action="store_true", help="create the repo private")
     p.add_argument("--revision", help="an existing branch to upload to (default: main)")
 
-    p = add("budget", "list (m, r) pairs with the parameter budget of prompt tuning", _budget)
+    p = add("budget", "list (m, r) pairs with the parameter budget of prompt tuning (--methods: every method's settings)", _budget)
     p.add_argument("--prompt-tokens", type=int, default=100, help="the prompt tuning budget to match (tokens)")
     p.add_argument("--d-model", type=int, default=768)
     p.add_argument("--max-length", type=int, default=256)
     p.add_argument("--top", type=int, default=10)
+    p.add_argument("--methods", action="store_true", help="every method's settings within the budget (DePT, ADePT, ULPT, "
+                   "ATTEMPT, MPT), each with its exact trainable count")
+    p.add_argument("--mpt-tasks", type=int, default=1, help="with --methods: the tasks whose factors MPT trains (1: a target)")
 
     add("tasks", "list every task with its data source and metric", _tasks)
     add("methods", "list every registered training method", _methods)

@@ -248,3 +248,29 @@ def test_bad_settings_are_refused_with_the_key_and_the_fix():
         get_method("ulpt").check(RunConfig(dept=DePTConfig(trainable_modules=["visual_projection"])))
     with pytest.raises(ValueError, match="ulpt.projection='sphere' is unknown"):
         ULPTConfig("sphere")
+
+
+def test_budget_lists_each_methods_settings_with_the_count_its_model_trains(tmp_path):
+    from dept_vl.config import load_config
+    from dept_vl.methods.budget import method_budget
+
+    rows = method_budget(10, D, 16)
+    assert {r.method for r in rows} == {"prompt_tuning", "dept", "adept", "ulpt", "attempt", "mpt"}
+    for row in rows:
+        overrides = row.settings.split() + ["mpt.tasks=[target]"]
+        if row.method == "attempt":  # a source prompt of the row's length m
+            m = int(overrides[0].split("=")[1])
+            get_method("prompt_tuning").build(RunConfig(dept=DePTConfig(num_virtual_tokens=m, rank=0)), tiny_t5()).save_pretrained(tmp_path / f"pt{m}")
+            overrides.append(f"attempt.sources=[{tmp_path / f'pt{m}'}]")
+        model = get_method(row.method).build(load_config(None, overrides), tiny_t5())
+        assert sum(p.numel() for p in model.trainable_parameters().values()) == row.parameters <= 10 * D, row
+    assert [(r.settings, r.parameters) for r in rows if r.method == "dept"][1] == ("dept.num_virtual_tokens=6 dept.rank=3 dept.max_length=16", 6 * D + 3 * (16 + D))
+
+
+def test_budget_at_t5_base_holds_the_published_settings(capsys):
+    from dept_vl.cli import main
+
+    assert main(["budget", "--methods"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "dept               76,800  dept.num_virtual_tokens=60 dept.rank=30 dept.max_length=256" in lines  # the DePT paper's
+    assert "adept              76,051  dept.num_virtual_tokens=60 dept.rank=19" in lines  # the ADePT code's script: m=60, r=19
