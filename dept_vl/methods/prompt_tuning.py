@@ -1,5 +1,9 @@
 """Vanilla prompt tuning (Lester et al., 2021): DePT with rank 0, at DePT's parameter budget.
 
+SPoT (Vu, Lester, Constant, Al-Rfou and Cer, "SPoT: Better Frozen Model Adaptation through Soft Prompt Transfer",
+ACL 2022: a prompt trained on source tasks initialises the target's prompt) is this method with a source adapter:
+``dept-vl adapt method=prompt_tuning adapt.source=<a prompt-tuning adapter>`` (results label ``pt-transfer``).
+
 Saved as peft saves prompt tuning (``prompt_embeddings`` and peft's ``PromptTuningConfig``, one transformer
 submodule: the prompt goes in front of the encoder input only), so peft reads the folder too.
 """
