@@ -279,6 +279,8 @@ class DataConfig:
     data_dir: str | None = option(None, "folder with the tasks' local data files; null = each task's default source")
     train_size: int | None = option(None, "examples generated/loaded per task for training; null = the task's default", minimum=1)
     eval_size: int | None = option(500, "examples per task in dev/test evaluation; null = all", minimum=1)
+    dev_tasks: list[str] = option([], "pretrain: the tasks of data.tasks scored on the dev split (best-adapter selection, "
+                                  "final dev scores); the others are trained on, not scored; empty = every task")
     mixing: str = option("proportional", "how source tasks are sampled: proportional (to their capped sizes) or temperature",
                          choices=("proportional", "temperature"))
     mixing_cap: int = option(10000, "examples-proportional mixing caps each task's size at this", minimum=1)

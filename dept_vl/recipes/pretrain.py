@@ -31,10 +31,10 @@ from dept_vl.train.checkpoint import clean_leftovers
 from dept_vl.train.hooks import BestAdapter
 from dept_vl.train.loader import TrainBatches, mixture_plan
 from dept_vl.train.outdir import claim_output_dir
-from dept_vl.train.run import Run, trainable_count
+from dept_vl.train.run import Run, dev_task_names, trainable_count
 
 # the settings a resumed run must share with the run it continues ("section." : the whole section)
-RESULT_KEYS = ("method", "model.", "dept.", "lora.", "full.", "data.tasks", "data.format", "data.train_size", "data.mixing",
+RESULT_KEYS = ("method", "model.", "dept.", "lora.", "full.", "data.tasks", "data.dev_tasks", "data.format", "data.train_size", "data.mixing",
                "data.temperature", "train.max_steps", "train.batch_size", "train.grad_accum", "train.seed",
                "train.warmup_steps", "train.max_grad_norm")
 
@@ -93,9 +93,10 @@ def run_pretrain(config: RunConfig, resume: bool = False, overwrite: bool = Fals
 
 def _pretrain(config: RunConfig, out: Path, resume: bool, show_progress: bool) -> dict[str, Any]:
     # setup
-    run = Run.setup(config, config.data.tasks)
+    scored = dev_task_names(config)
+    run = Run.setup(config, config.data.tasks, scored=scored)
     train_sets = run.load_splits("train", config.data.train_size)
-    dev_sets = run.load_splits("dev", config.data.eval_size)
+    dev_sets = {name: run.load(name, "dev", config.data.eval_size) for name in scored}
     model = run.new_model()
     collate = run.collator([*train_sets.values(), *dev_sets.values()])
     acc = run.accelerator

@@ -31,7 +31,7 @@ from dept_vl.train.hooks import BestAdapter
 from dept_vl.train.loader import TrainBatches, mixture_plan
 from dept_vl.train.outdir import claim_output_dir, holds_a_run
 from dept_vl.train.packed import PackedRun, fit_packed, score_packed
-from dept_vl.train.run import Run, trainable_count
+from dept_vl.train.run import Run, dev_task_names, trainable_count
 
 
 @dataclasses.dataclass
@@ -83,7 +83,7 @@ def finished(setting: Setting) -> bool:
 
 def _search(config: RunConfig, out: Path, main: bool, resume: bool, show_progress: bool,
             pretrain_one: Callable[..., dict[str, Any]]) -> dict[str, Any]:
-    run = Run.setup(config, config.data.tasks)
+    run = Run.setup(config, config.data.tasks, scored=dev_task_names(config))
     d_model = int(run.base.get_input_embeddings().weight.shape[1])
     settings = []
     for point in search_settings(config.pretrain):
@@ -109,7 +109,7 @@ def _search(config: RunConfig, out: Path, main: bool, resume: bool, show_progres
 
 def _train_packed(run: Run, config: RunConfig, todo: list[Setting], size: int, main: bool, show_progress: bool) -> None:
     train_sets = run.load_splits("train", config.data.train_size)
-    dev_sets = run.load_splits("dev", config.data.eval_size)
+    dev_sets = {name: run.load(name, "dev", config.data.eval_size) for name in dev_task_names(config)}
     collate = run.collator([*train_sets.values(), *dev_sets.values()])
     acc = run.accelerator
     plan, rates = mixture_plan(train_sets, config.data, config.train, acc.process_index, acc.num_processes)

@@ -62,11 +62,12 @@ def backbone_folder(value: str) -> Path:
     return folder
 
 
-def required_packages(tasks: dict[str, Task], config: RunConfig) -> dict[str, str]:
-    """Optional packages the run will need, by package: what needs it (checked before anything trains)."""
+def required_packages(tasks: dict[str, Task], config: RunConfig, scored: Sequence[str] | None = None) -> dict[str, str]:
+    """Optional packages the run will need, by package: what needs it (checked before anything trains).
+    ``scored``: the tasks the run scores (None: all); a caption task that is only trained on needs no caption metrics."""
     needs = {}
     for name, task in tasks.items():
-        if task.kind == "caption":
+        if task.kind == "caption" and (scored is None or name in scored):
             needs.setdefault("pycocoevalcap", f"the caption metrics of {name}")
         source = config.data.task_options.get(name, {}).get("source")
         if source == "hub" or (source is None and config.data.data_dir is None and (task.family in ("glue", "superglue") or name in HUB_TASKS)):
@@ -74,7 +75,7 @@ def required_packages(tasks: dict[str, Task], config: RunConfig) -> dict[str, st
     return needs
 
 
-def check_run(config: RunConfig, method: Method, tasks: dict[str, Task]) -> None:
+def check_run(config: RunConfig, method: Method, tasks: dict[str, Task], scored: Sequence[str] | None = None) -> None:
     """The checks that need the registries (methods, tasks) or the machine; the config's own values are checked
     when it loads. Fails before any data or weight is loaded."""
     import importlib.util
@@ -84,7 +85,7 @@ def check_run(config: RunConfig, method: Method, tasks: dict[str, Task]) -> None
         get_task(name)
         if not isinstance(options, dict):
             raise ValueError(f"data.task_options.{name}={options!r}: must be a mapping of option names to values")
-    missing = {pkg: why for pkg, why in required_packages(tasks, config).items() if importlib.util.find_spec(pkg) is None}
+    missing = {pkg: why for pkg, why in required_packages(tasks, config, scored).items() if importlib.util.find_spec(pkg) is None}
     if missing:
         raise ValueError("this run needs " + "; ".join(f"the package {pkg} ({why})" for pkg, why in missing.items())
                          + f": pip install {' '.join(missing)}")
@@ -110,16 +111,17 @@ class Run:
 
     @classmethod
     def setup(cls, config: RunConfig, task_names: Sequence[str], *, method: str | None = None,
-              base: nn.Module | None = None) -> "Run":
+              base: nn.Module | None = None, scored: Sequence[str] | None = None) -> "Run":
         """Check ``config``, then make the accelerator, look up ``task_names`` and load the base model.
 
         Args:
             method: the method to run (default ``config.method``; ``evaluate`` passes the adapter's).
             base: a base model built by the caller (default: ``model.backbone`` or ``model.preset``).
+            scored: the tasks of ``task_names`` the run scores (default: all; see :func:`dev_task_names`).
         """
         chosen = get_method(method or config.method)
         tasks = {name: get_task(name) for name in task_names}
-        check_run(config, chosen, tasks)
+        check_run(config, chosen, tasks, scored)
         config = apply_launcher_precision(config, chosen)  # accelerate launch --mixed_precision: respected or refused
         device_type = "cuda" if torch.cuda.is_available() else "cpu"
         accelerator = make_accelerator(mixed_precision=chosen.mixed_precision(config, device_type),
@@ -237,6 +239,21 @@ class Run:
         results: dict[str, Any] = {name: self.score(model, name, examples, collate)[0] for name, examples in splits.items()}
         results["mean_headline"] = sum(r["headline"] for r in results.values()) / max(1, len(splits))
         return results
+
+
+def dev_task_names(config: RunConfig) -> list[str]:
+    """The source tasks a pretraining run scores on the dev split: ``data.dev_tasks``, or every task of ``data.tasks``.
+
+    Raises:
+        ValueError: ``data.dev_tasks`` names a task that is not in ``data.tasks``.
+    """
+    if not config.data.dev_tasks:
+        return list(config.data.tasks)
+    strangers = [t for t in config.data.dev_tasks if t not in config.data.tasks]
+    if strangers:
+        raise ValueError(f"data.dev_tasks={config.data.dev_tasks} names {strangers}, not in data.tasks={config.data.tasks}; "
+                         "the dev tasks are some of the trained tasks")
+    return list(dict.fromkeys(config.data.dev_tasks))
 
 
 def generation_length(task: Task, config: RunConfig) -> int:
