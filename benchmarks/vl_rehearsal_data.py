@@ -6,9 +6,10 @@ files ``v2_OpenEnded_mscoco_{train,val}2014_questions.json`` and ``v2_mscoco_{tr
 (10 human answers per question) and the Karpathy split file ``dataset_coco.json`` (5 captions per image; val2014
 split into val, test and restval). Questions, answers and captions describe the shapes drawn. Images are drawn
 by a process pool; existing images are kept (a killed run continues), so a rerun only writes the JSON files.
+``--json-only`` writes the JSON files and empty image folders: enough to score predictions made elsewhere.
 
     python benchmarks/vl_rehearsal_data.py --out rehearsal/data --images 20000      # all cores
-    python benchmarks/vl_rehearsal_data.py --out /tmp/tiny --images 24 --size 160 120
+    python benchmarks/vl_rehearsal_data.py --out rehearsal/data --images 20000 --json-only   # to score captions
 """
 
 from __future__ import annotations
@@ -174,8 +175,8 @@ def _write_json(path: Path, data: Any) -> None:
 
 
 def generate(out: str | Path, images: int = 20000, size: tuple[int, int] = (640, 480), questions: int = 3, seed: int = 0,
-             workers: int | None = None, progress: bool = True) -> dict[str, Any]:
-    """Write the data set (see the module docstring); returns what was written and how fast.
+             workers: int | None = None, progress: bool = True, json_only: bool = False) -> dict[str, Any]:
+    """Write the data set (see the module docstring); returns what was written and how fast. ``json_only``: no images.
 
     Raises:
         ValueError: fewer than 2 images, or no question per image.
@@ -187,7 +188,7 @@ def generate(out: str | Path, images: int = 20000, size: tuple[int, int] = (640,
         (root / coco).mkdir(parents=True, exist_ok=True)
     plan = layout(images)
     workers = workers or len(os.sched_getaffinity(0))
-    jobs = [(str(root), image_id, coco, seed, tuple(size)) for image_id, coco in plan]
+    jobs = [] if json_only else [(str(root), image_id, coco, seed, tuple(size)) for image_id, coco in plan]
     start = last = time.perf_counter()
     written = done = total_bytes = 0
     with Pool(workers) as pool:
@@ -208,7 +209,8 @@ def generate(out: str | Path, images: int = 20000, size: tuple[int, int] = (640,
     _write_json(root / KARPATHY_FILE, karpathy_file(plan, seed))
     summary = {"out": str(root), "images": images, "train2014": sum(c == "train2014" for _, c in plan),
                "val2014": sum(c == "val2014" for _, c in plan), "size": list(size), "questions_per_image": questions,
-               "written": written, "kept": images - written, "workers": workers, "image_seconds": round(image_seconds, 2),
+               "written": written, "kept": len(jobs) - written, "json_only": json_only, "workers": workers,
+               "image_seconds": round(image_seconds, 2),
                "images_per_s": round(written / image_seconds, 1) if written else None,
                "mean_jpeg_kb": round(total_bytes / written / 1024, 1) if written else None,
                "seconds": round(time.perf_counter() - start, 2)}
@@ -224,8 +226,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--questions", type=int, default=3, help="VQA questions per image")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=None, help="processes drawing images (default: every core)")
+    parser.add_argument("--json-only", action="store_true", help="the JSON files and empty image folders, no images")
     args = parser.parse_args(argv)
-    summary = generate(args.out, args.images, tuple(args.size), args.questions, args.seed, args.workers)
+    summary = generate(args.out, args.images, tuple(args.size), args.questions, args.seed, args.workers, json_only=args.json_only)
     print(json.dumps(summary, indent=2))
     return summary
 

@@ -77,3 +77,19 @@ def test_a_rerun_keeps_the_images(generated):
     assert (summary["written"], summary["kept"]) == (0, 12)
     assert {p: p.stat().st_mtime_ns for p in out.glob("*2014/*.jpg")} == before
     assert json.loads((out / "rehearsal_data.json").read_text())["kept"] == 12
+
+
+def test_the_rehearsal_runs_need_no_caption_metrics():
+    """pretrain with data.dev_tasks=[vqa_v2] trains on captions without scoring them; evaluate(score=False) likewise."""
+    from dept_vl.config import load_config
+    from dept_vl.tasks import get_task
+    from dept_vl.train.run import dev_task_names, required_packages
+
+    tasks = {name: get_task(name) for name in ("vqa_v2", "coco_captions")}
+    config = load_config(None, ["data.tasks=[vqa_v2,coco_captions]", "data.dev_tasks=[vqa_v2]", "data.data_dir=."])
+    assert dev_task_names(config) == ["vqa_v2"]
+    assert "pycocoevalcap" not in required_packages(tasks, config, dev_task_names(config))
+    assert "pycocoevalcap" not in required_packages(tasks, config, [])
+    assert "pycocoevalcap" in required_packages(tasks, config)  # scoring every task needs it
+    with pytest.raises(ValueError, match="not in data.tasks"):
+        dev_task_names(load_config(None, ["data.tasks=[vqa_v2]", "data.dev_tasks=[gqa]"]))
