@@ -111,7 +111,7 @@ def _demo(args: argparse.Namespace) -> int:
 
     settings = DemoSettings.fast(args.out) if args.fast else DemoSettings(out=args.out)
     settings.rebuild_backbone, settings.overwrite = args.rebuild_backbone, args.overwrite
-    run_demo(settings, full=args.full)
+    run_demo(settings, full=args.full, methods=args.methods)
     return 0
 
 
@@ -215,6 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/demo", help="run folder (report.md, results.json, plots/)")
     p.add_argument("--fast", action="store_true", help="a smoke version: every stage at tiny sizes (seconds)")
     p.add_argument("--full", action="store_true", help="every target task of the synthetic world")
+    p.add_argument("--methods", action="store_true", help="then ADePT, ULPT, MPT and ATTEMPT at the same budget, seeds and "
+                   "targets, side by side with the three arms (methods.md)")
     p.add_argument("--rebuild-backbone", action="store_true", help="retrain the frozen backbone into the cache instead of using the shipped one")
     p.add_argument("--overwrite", action="store_true", help="replace the demo run already in --out (refused otherwise)")
 

@@ -54,7 +54,7 @@ def _recipe(name: str, overrides: list[str]) -> RunConfig:
     return load_config(recipe_path(name), overrides)
 
 
-def run_demo(settings: DemoSettings, full: bool = False) -> dict[str, Any]:
+def run_demo(settings: DemoSettings, full: bool = False, methods: bool = False) -> dict[str, Any]:
     from dept_vl.demo.backbone import SHIPPED, resolve_backbone
     from dept_vl.demo.report import write_report
     from dept_vl.recipes.adapt import run_adapt
@@ -144,8 +144,18 @@ def run_demo(settings: DemoSettings, full: bool = False) -> dict[str, Any]:
     write_json_atomic(out / "timings.json", timings)
     print(report["headline"])
     print(f"report: {out / 'report.md'}   results: {out / 'results.json'}   plots: {out / 'plots'}")
+    compared = None
+    if methods:  # the DePT family and the few-shot baselines next to the three arms (dept_vl.demo.methods)
+        from dept_vl.demo.methods import run_methods
+
+        t = time.perf_counter()
+        compared = run_methods(settings, out, common, backbone)
+        timings.update({f"methods/{k}": v for k, v in compared["timings"].items()})
+        timings["methods"] = time.perf_counter() - t
+        write_json_atomic(out / "timings.json", timings)
+        print(f"methods: {out / 'methods.md'}")
     folder.release()
-    return {"records": public, "timings": timings, "report": report}
+    return {"records": public, "timings": timings, "report": report, "methods": compared}
 
 
 def zero_shot_scores(task_name: str, backbone: Path, source_adapter: Path, settings: DemoSettings) -> dict[str, float]:
