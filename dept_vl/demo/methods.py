@@ -19,11 +19,16 @@ import time
 from pathlib import Path
 from typing import Any
 
+from dept_vl.config import RunConfig, load_config, recipe_path
 from dept_vl.io import write_json_atomic, write_text_atomic
 
 # arm name -> (method, how it transfers); the demo's own arms come first, from its results.json
 DEMO_ARMS = ("dept-transfer", "dept-scratch", "pt-transfer")
 FAMILY_ARMS = {"adept-transfer": "adept", "ulpt-transfer": "ulpt", "mpt-transfer": "mpt", "attempt-transfer": "attempt"}
+
+
+def _recipe(name: str, overrides: list[str]) -> RunConfig:
+    return load_config(recipe_path(name), overrides)
 
 
 def budget_overrides(recipe: Any, d_model: int) -> dict[str, list[str]]:
@@ -44,7 +49,6 @@ def budget_overrides(recipe: Any, d_model: int) -> dict[str, list[str]]:
 def run_methods(settings: Any, out: Path, common: list[str], backbone: Path) -> dict[str, Any]:
     """Source stages and target sweeps of the family arms on ``backbone``; returns their records and timings,
     writes the table with the demo's own arms (read from ``out/results_full.json``)."""
-    from dept_vl.demo.run import _recipe
     from dept_vl.models.backbone import load_backbone
     from dept_vl.recipes.adapt import run_adapt
     from dept_vl.recipes.pretrain import run_pretrain
