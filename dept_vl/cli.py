@@ -82,7 +82,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     saved = Path(args.adapter) / "run_config.yaml"  # the config the adapter was trained with, when it has one
     run_evaluate(_load(args, default_config=str(saved) if saved.is_file() else None), args.adapter, args.task, args.split,
-                 args.out, size=args.size, overwrite=args.overwrite)
+                 args.out, size=args.size, overwrite=args.overwrite, score=not args.no_score)
     return 0
 
 
@@ -204,6 +204,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="test", choices=["train", "dev", "test"])
     p.add_argument("--out", required=True, help="folder for predictions.jsonl and metrics.json")
     p.add_argument("--size", type=int, help="score this many examples (a fixed random subset); default: the whole split")
+    p.add_argument("--no-score", action="store_true", help="write the predictions only (metrics.json empty), to score them "
+                   "elsewhere, e.g. captions where pycocoevalcap is not installed")
 
     p = add("predict", "serve many adapters at once: a JSONL of {adapter, input, image} requests in, predictions out", _predict)
     _overrides(p)

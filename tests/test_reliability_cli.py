@@ -114,3 +114,27 @@ def test_an_output_folder_is_locked_while_a_run_writes_into_it(tmp_path):
                               cwd=Path(__file__).resolve().parents[1])
         assert done.returncode == 3 and "in use by another dept-vl run (pid" in done.stdout
     claim_output_dir(tmp_path / "run", resume=True).release()  # released: free again
+
+
+def test_evaluate_no_score_writes_the_predictions_a_scored_run_writes_and_no_metrics(tmp_path, monkeypatch):
+    """`dept-vl evaluate --no-score`: the same predictions as a scored run, an empty metrics record, and no caption
+    metrics package asked for (the machine that generates may lack it)."""
+    import importlib.util
+
+    from dept_vl.cli import main
+    from dept_vl.demo.backbone import SHIPPED
+    from dept_vl.dept import DePTConfig, DePTModel
+    from dept_vl.models.backbone import load_backbone
+
+    DePTModel(load_backbone(SHIPPED), DePTConfig(num_virtual_tokens=8, rank=4, max_length=96)).save_pretrained(tmp_path / "adapter")
+    args = ["evaluate", "--task", "shapes_caption_short", "--split", "dev", "--size", "5", "--config", "shapes_adapt",
+            "--adapter", str(tmp_path / "adapter")]
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "pycocoevalcap" else real(name, *a))
+    assert main([*args, "--out", str(tmp_path / "refused")]) == 2  # scoring captions needs the package
+    assert main([*args, "--out", str(tmp_path / "unscored"), "--no-score"]) == 0
+    monkeypatch.undo()
+    assert main([*args, "--out", str(tmp_path / "scored")]) == 0
+    unscored, scored = (json.loads((tmp_path / f / "metrics.json").read_text()) for f in ("unscored", "scored"))
+    assert unscored["metrics"] == {} and "headline" in scored["metrics"]
+    assert (tmp_path / "unscored" / "predictions.jsonl").read_text() == (tmp_path / "scored" / "predictions.jsonl").read_text()
