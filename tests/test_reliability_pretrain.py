@@ -213,9 +213,13 @@ def test_resume_refuses_settings_that_change_results_and_names_each(tmp_path, mo
         assert pretrain(out) == 130
     before = (out / "config.yaml").read_text()
     capsys.readouterr()
-    assert pretrain(out, "--resume", "dept.lr_prompt=0.01", "data.tasks=[shapes_color]") == 2
+    assert pretrain(out, "--resume", "dept.lr_prompt=0.01", "data.tasks=[shapes_color]", "ulpt.projection=uniform",
+                    "attempt.temperature=3", "mpt.rank=2") == 2
     error = capsys.readouterr().err
     assert "dept.lr_prompt: 0.3 -> 0.01" in error and "data.tasks: ['shapes_color', 'shapes_count'] -> ['shapes_color']" in error
+    # the other methods' sections count too (a resumed ULPT, ATTEMPT or MPT run would change with them)
+    assert "ulpt.projection: 'normal' -> 'uniform'" in error and "attempt.temperature: None -> 3" in error
+    assert "mpt.rank: 1 -> 2" in error
     assert (out / "config.yaml").read_text() == before  # the refused settings were not recorded
     # settings that do not change results are taken (a larger evaluation batch, a time limit)
     assert pretrain(out, "--resume", "eval.batch_size=32") == 0

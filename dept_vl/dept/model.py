@@ -30,6 +30,27 @@ def _given(**inputs: Any) -> dict[str, Any]:
     return {k: v for k, v in inputs.items() if v is not None}
 
 
+def initial_prompt(cfg: DePTConfig, embedding: nn.Embedding, tokenizer: Any, generator: torch.Generator) -> torch.Tensor:
+    """The m prompt vectors DePT starts from (``cfg.init``: text, vocab or random), float32 on the CPU."""
+    m, weight = cfg.num_virtual_tokens, embedding.weight.detach().float().cpu()
+    if cfg.init == "random":
+        return torch.randn(m, int(weight.shape[1]), generator=generator) * weight.std() + weight.mean()
+    if cfg.init == "vocab":
+        ids = torch.randint(0, min(cfg.init_vocab_size, weight.shape[0]), (m,), generator=generator)
+    else:
+        if tokenizer is None:
+            raise ValueError("DePTConfig.init='text' needs a tokenizer: DePTModel(base, config, tokenizer=...) or use init='vocab'")
+        token_ids = list(tokenizer(cfg.init_text, add_special_tokens=False)["input_ids"])
+        if not token_ids:
+            raise ValueError(f"DePTConfig.init_text={cfg.init_text!r} tokenises to nothing; give a longer text")
+        eos = getattr(tokenizer, "eos_token_id", None)
+        if cfg.init_text_eos and eos is not None:
+            # the reference code repeats tokenizer(init_text)["input_ids"], which ends with eos (T5)
+            token_ids.append(int(eos))
+        ids = torch.tensor((token_ids * math.ceil(m / len(token_ids)))[:m])
+    return embedding(ids.to(embedding.weight.device)).detach().float().cpu()
+
+
 class DePTModel(AdapterWrapper):
     """Wraps a frozen encoder-decoder LM (T5, BART, mT5, or the VL model) with DePT.
 
@@ -59,7 +80,7 @@ class DePTModel(AdapterWrapper):
 
         self.prompt: nn.Parameter | None = None
         if config.num_virtual_tokens > 0:
-            init = self._initial_prompt(embedding, tokenizer, generator) if initialize else None
+            init = initial_prompt(self.dept_config, embedding, tokenizer, generator) if initialize else None
             if init is None:
                 init = torch.zeros(config.num_virtual_tokens, self.d_model)
             self.prompt = nn.Parameter(init.float().to(device))
@@ -82,26 +103,6 @@ class DePTModel(AdapterWrapper):
         self._adapter_enabled = True
 
     # ------------------------------------------------------------------ set-up
-    def _initial_prompt(self, embedding: nn.Embedding, tokenizer: Any, generator: torch.Generator) -> torch.Tensor:
-        cfg = self.dept_config
-        m, weight = cfg.num_virtual_tokens, embedding.weight.detach().float().cpu()
-        if cfg.init == "random":
-            return torch.randn(m, self.d_model, generator=generator) * weight.std() + weight.mean()
-        if cfg.init == "vocab":
-            ids = torch.randint(0, min(cfg.init_vocab_size, weight.shape[0]), (m,), generator=generator)
-        else:
-            if tokenizer is None:
-                raise ValueError("DePTConfig.init='text' needs a tokenizer: DePTModel(base, config, tokenizer=...) or use init='vocab'")
-            token_ids = list(tokenizer(cfg.init_text, add_special_tokens=False)["input_ids"])
-            if not token_ids:
-                raise ValueError(f"DePTConfig.init_text={cfg.init_text!r} tokenises to nothing; give a longer text")
-            eos = getattr(tokenizer, "eos_token_id", None)
-            if cfg.init_text_eos and eos is not None:
-                # the reference code repeats tokenizer(init_text)["input_ids"], which ends with eos (T5)
-                token_ids.append(int(eos))
-            ids = torch.tensor((token_ids * math.ceil(m / len(token_ids)))[:m])
-        return embedding(ids.to(embedding.weight.device)).detach().float().cpu()
-
     def _find_submodule(self, name: str) -> nn.Module:
         try:
             return self.base_model.get_submodule(name)

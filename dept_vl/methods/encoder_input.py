@@ -21,7 +21,7 @@ from torch import nn
 from dept_vl.adapter import Adapter, base_model_facts, check_base_model, write_adapter
 from dept_vl.config import RunConfig
 from dept_vl.dept.config import DePTConfig
-from dept_vl.dept.model import DePTModel
+from dept_vl.dept.model import initial_prompt
 from dept_vl.dept.wrapper import AdapterWrapper
 from dept_vl.methods.registry import Method
 
@@ -61,7 +61,7 @@ class EncoderInputModel(AdapterWrapper):
     # ------------------------------------------------------------------ set-up
     def initial_prompt(self, tokenizer: Any) -> torch.Tensor:
         """m prompt vectors initialised as DePT's prompt is (``dept.init``: text, vocab or random), float32 on the CPU."""
-        return DePTModel._initial_prompt(self, self.base_model.get_input_embeddings(), tokenizer, self.generator)  # type: ignore[arg-type]
+        return initial_prompt(self.dept_config, self.base_model.get_input_embeddings(), tokenizer, self.generator)
 
     def parameter(self, value: torch.Tensor) -> nn.Parameter:
         return nn.Parameter(value.float().to(self.device_))

@@ -34,7 +34,7 @@ from dept_vl.train.outdir import claim_output_dir
 from dept_vl.train.run import Run, dev_task_names, trainable_count
 
 # the settings a resumed run must share with the run it continues ("section." : the whole section)
-RESULT_KEYS = ("method", "model.", "dept.", "lora.", "full.", "data.tasks", "data.dev_tasks", "data.format", "data.train_size", "data.mixing",
+RESULT_KEYS = ("method", "model.", "dept.", "lora.", "full.", "ulpt.", "attempt.", "mpt.", "data.tasks", "data.dev_tasks", "data.format", "data.train_size", "data.mixing",
                "data.temperature", "train.max_steps", "train.batch_size", "train.grad_accum", "train.seed",
                "train.warmup_steps", "train.max_grad_norm")
 
