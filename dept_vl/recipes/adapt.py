@@ -55,7 +55,7 @@ SUMMARY_FIELDS = ["task", "method", "k", "metric", "mean", "std", "seeds"]
 # settings that do not change what a run computes: left out of its fingerprint
 UNFINGERPRINTED = ("output_dir", "adapt.k", "adapt.seeds", "adapt.lr_prompt", "adapt.lr_lowrank", "adapt.num_virtual_tokens",
                    "adapt.rank", "adapt.save_adapters",
-                   "adapt.pack", "adapt.pack_size", "adapt.pack_rows", "eval.batch_size", "eval.pack_rows")
+                   "adapt.pack", "adapt.pack_size", "adapt.pack_rows", "eval.batch_size", "eval.pack_rows", "eval.cache")
 PRIVATE_FIELDS = ("settings",)  # kept in a run's result.json, left out of the records and results.json
 
 

@@ -19,6 +19,7 @@ from dept_vl.io import write_text_atomic
 from dept_vl.methods.serving import MultiAdapterModel
 from dept_vl.train.loader import make_collator
 from dept_vl.train.run import DEFAULT_MAX_INPUT_LENGTH, Run
+from dept_vl.train.predict import generation_options
 
 REQUEST_KEYS = {"adapter", "input", "image", "id"}
 
@@ -89,8 +90,7 @@ def _predict(config: RunConfig, requests: list[dict[str, Any]], out: Path, names
         start += len(indices)
         batch = {k: v.to(device) for k, v in collate([examples[i] for i in indices], with_labels=False).items()}
         ids = [registered.get(requests[i].get("adapter")) for i in indices]
-        output = multi.generate(**batch, adapter_ids=ids, max_new_tokens=config.eval.max_new_tokens,
-                                num_beams=config.eval.num_beams, length_penalty=config.eval.length_penalty, do_sample=False)
+        output = multi.generate(**batch, adapter_ids=ids, **generation_options(config.eval))
         for i, text in zip(indices, run.base.tokenizer.batch_decode(output, skip_special_tokens=True)):
             predictions[i] = text.strip()
     rows = [{**r, "prediction": predictions[i]} for i, r in enumerate(requests)]

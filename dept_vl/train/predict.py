@@ -14,6 +14,16 @@ from dept_vl.data.example import Example
 from dept_vl.io import write_text_atomic
 
 
+def generation_options(cfg: EvalConfig, max_new_tokens: int | None = None) -> dict[str, Any]:
+    """The ``generate`` options of every evaluation: deterministic (greedy or beam search), ``cfg``'s beams, length
+    penalty and decoder cache (``eval.cache=static``: a preallocated cache)."""
+    options = {"max_new_tokens": max_new_tokens or cfg.max_new_tokens, "num_beams": cfg.num_beams,
+               "length_penalty": cfg.length_penalty, "do_sample": False}
+    if cfg.cache == "static":
+        options["cache_implementation"] = "static"
+    return options
+
+
 def length_batches(examples: Sequence[Example], batch_size: int) -> list[list[int]]:
     """Indices of ``examples`` sorted by input length, cut into batches of ``batch_size`` (little padding)."""
     order = sorted(range(len(examples)), key=lambda i: len(examples[i].input_text))
@@ -39,10 +49,7 @@ def predict(
     for indices in batches[rank::world]:
         batch = collate([examples[i] for i in indices], with_labels=False)
         batch = {k: v.to(device) for k, v in batch.items()}
-        output = model.generate(
-            **batch, max_new_tokens=max_new_tokens or cfg.max_new_tokens, num_beams=cfg.num_beams,
-            length_penalty=cfg.length_penalty, do_sample=False,
-        )
+        output = model.generate(**batch, **generation_options(cfg, max_new_tokens))
         texts = tokenizer.batch_decode(output, skip_special_tokens=True)
         pairs += list(zip(indices, (t.strip() for t in texts)))
     model.train(was_training)
@@ -90,8 +97,7 @@ def predict_packed(
     for call in calls[rank::world]:
         groups = [(models[run], {k: v.to(device) for k, v in collate([example_sets[run][i] for i in indices], with_labels=False).items()})
                   for run, indices in call]
-        outputs = packed_generate(groups, max_new_tokens=max_new_tokens or cfg.max_new_tokens, num_beams=cfg.num_beams,
-                                  length_penalty=cfg.length_penalty, do_sample=False)
+        outputs = packed_generate(groups, **generation_options(cfg, max_new_tokens))
         for (run, indices), output in zip(call, outputs):
             texts = tokenizer.batch_decode(output, skip_special_tokens=True)
             found += [(run, i, t.strip()) for i, t in zip(indices, texts)]

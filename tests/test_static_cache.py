@@ -1,0 +1,113 @@
+"""eval.cache=static: generation with a preallocated decoder cache gives the tokens the dynamic cache gives, greedy
+and with beams, on T5 (the shipped VL backbone: with and without images, through the evaluation's own predict and
+predict_packed) and BART (text), one adapter and a pack of adapters (CPU: no CUDA graphs)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import torch
+
+from dept_vl.config import load_config
+
+SHIPPED = Path(__file__).resolve().parents[1] / "dept_vl" / "assets" / "backbone-tiny"
+
+
+def random_adapters(base, count: int = 2, max_length: int = 96):
+    """DePT adapters with random prompts and offsets (generations that differ from the base's and each other's)."""
+    from dept_vl.dept import DePTConfig, DePTModel
+
+    models = []
+    for seed in range(count):
+        model = DePTModel(base, DePTConfig(num_virtual_tokens=3 + seed, rank=2, max_length=max_length, seed=seed, init="random"))
+        generator = torch.Generator().manual_seed(10 + seed)
+        with torch.no_grad():
+            for tensor in model.adapter_state_dict(keep_vars=True).values():
+                tensor.add_(0.5 * torch.randn(tensor.shape, generator=generator))
+        models.append(model.eval())
+    return models
+
+
+@pytest.fixture(scope="module")
+def t5_run():
+    import dept_vl.tasks  # noqa: F401
+    from dept_vl.train.run import Run
+
+    config = load_config(None, [f"model.backbone={SHIPPED}", "data.format=shifted", "data.feature_cache=false",
+                                "dept.max_length=96", "eval.batch_size=5", "eval.max_new_tokens=6"])
+    run = Run.setup(config, ["shapes_count", "shapes_para"])
+    examples = {task: run.load(task, "dev", 7) for task in ("shapes_count", "shapes_para")}
+    return run, examples, random_adapters(run.base)
+
+
+@pytest.fixture
+def static_caches(monkeypatch) -> list[int]:
+    """Counts the static caches generate builds."""
+    import transformers
+
+    built: list[int] = []
+    original = transformers.StaticCache.__init__
+
+    def counted(self, *args, **kwargs):
+        built.append(1)
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(transformers.StaticCache, "__init__", counted)
+    return built
+
+
+@pytest.mark.parametrize("beams", [1, 3])
+@pytest.mark.parametrize("task", ["shapes_count", "shapes_para"])  # with images, text only
+def test_t5_a_static_cache_predicts_what_the_dynamic_cache_predicts(t5_run, beams, task, static_caches):
+    from dept_vl.train.predict import predict, predict_packed
+
+    run, examples, models = t5_run
+    collate = run.collator([examples[task]])
+    dynamic = dataclasses.replace(run.config.eval, num_beams=beams, cache="dynamic")
+    static = dataclasses.replace(dynamic, cache="static")
+    alone = []
+    for model in models:
+        alone.append(predict(model, examples[task], collate, run.base.tokenizer, dynamic))
+        assert not static_caches
+        assert predict(model, examples[task], collate, run.base.tokenizer, static) == alone[-1]
+        assert static_caches  # the static cache was used
+        static_caches.clear()
+    assert predict_packed(models, [examples[task]] * 2, collate, run.base.tokenizer, static) == alone
+    assert static_caches
+    assert alone[0] != alone[1]  # the adapters change the output: a cache that ignored the prompt would show
+
+
+@pytest.mark.parametrize("beams", [1, 3])
+def test_bart_a_static_cache_generates_what_the_dynamic_cache_generates(beams, static_caches):
+    from transformers import BartConfig, BartForConditionalGeneration
+
+    from dept_vl.config import EvalConfig
+    from dept_vl.dept.multi import packed_generate
+    from dept_vl.train.predict import generation_options
+
+    config = BartConfig(vocab_size=100, d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=2,
+                        decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64, max_position_embeddings=64,
+                        pad_token_id=1, bos_token_id=0, eos_token_id=2, decoder_start_token_id=2, forced_bos_token_id=None,
+                        forced_eos_token_id=None, init_std=0.5)  # large weights: outputs that depend on the input
+    torch.manual_seed(0)
+    models = random_adapters(BartForConditionalGeneration(config).eval(), max_length=24)
+    ids = torch.randint(3, 100, (4, 7), generator=torch.Generator().manual_seed(1))
+    mask = torch.ones_like(ids)
+    mask[1, 4:] = 0
+    options = {c: {**generation_options(EvalConfig(num_beams=beams, max_new_tokens=6, cache=c)), "min_new_tokens": 6}
+               for c in ("dynamic", "static")}
+    alone = []
+    for model in models:
+        alone.append(model.generate(input_ids=ids, attention_mask=mask, **options["dynamic"]))
+        assert torch.equal(model.generate(input_ids=ids, attention_mask=mask, **options["static"]), alone[-1])
+    packed = packed_generate([(m, {"input_ids": ids, "attention_mask": mask}) for m in models], **options["static"])
+    assert all(torch.equal(p, a) for p, a in zip(packed, alone)) and static_caches
+    rows = [tuple(r) for m in alone for r in m.tolist()]  # decoding that depends on the input and on its own history
+    assert len(set(rows)) > 2 and any(len(set(r[1:])) > 1 for r in rows)
+
+
+def test_eval_cache_is_checked():
+    with pytest.raises(ValueError, match="eval.cache='compiled'"):
+        load_config(None, ["eval.cache=compiled"])
