@@ -176,3 +176,40 @@ def test_karpathy_errors_name_what_is_missing(tmp_path, karpathy_dir):
     (karpathy_dir / "karpathy_test.json").write_text(json.dumps(records))
     with pytest.raises(ValueError, match="question 2003 has img_id '393225'; expected COCO_<train2014|val2014>_"):
         task.load("test", data_dir=str(karpathy_dir))
+
+
+GQA_QUESTIONS = {  # question id -> the official file's record; images n1..n3, each its own colour
+    "301": {"imageId": "n1", "question": "Is the cup red?", "answer": "yes", "fullAnswer": "Yes, it is.",
+            "types": {"structural": "verify", "semantic": "attr", "detailed": "verifyAttr"}},
+    "302": {"imageId": "n2", "question": "What is left of the bowl?", "answer": "spoon", "fullAnswer": "A spoon.",
+            "types": {"structural": "query", "semantic": "rel", "detailed": "relS"}},
+    "303": {"imageId": "n1", "question": "Which color is the cup?", "answer": "red", "fullAnswer": "It is red.",
+            "types": {"structural": "query", "semantic": "attr", "detailed": "color"}},
+    "304": {"imageId": "n3", "question": "Are there plates?", "answer": "no", "fullAnswer": "No, there are none.",
+            "types": {"structural": "verify", "semantic": "obj", "detailed": "exist"}},
+}
+
+
+def test_gqa_from_the_hub_equals_the_official_files(tmp_path):
+    """lmms-lab/GQA's layout: questions (``testdev_balanced_instructions``) and images (``testdev_balanced_images``)
+    in separate configurations, joined on imageId; the images stored in another order than the questions name them."""
+    root = tmp_path / "gqa"
+    (root / "images").mkdir(parents=True)
+    (root / "testdev_balanced_questions.json").write_text(json.dumps(GQA_QUESTIONS))
+    for number in (1, 2, 3):
+        (root / "images" / f"n{number}.jpg").write_bytes(_png(number))  # PNG bytes: lossless
+    instructions = [{"id": qid, "imageId": q["imageId"], "question": q["question"], "answer": q["answer"],
+                     "fullAnswer": q["fullAnswer"], "isBalanced": True, "types": q["types"]} for qid, q in GQA_QUESTIONS.items()]
+    datasets.Dataset.from_list(instructions).to_parquet(str(tmp_path / "instructions.parquet"))
+    images = [{"id": f"n{number}", "image": {"bytes": _png(number), "path": None}} for number in (3, 1, 2)]
+    datasets.Dataset.from_list(images, features=datasets.Features({"id": datasets.Value("string"), "image": datasets.Image()})
+                               ).to_parquet(str(tmp_path / "images.parquet"))
+    hub = {"testdev_balanced_instructions": str(tmp_path / "instructions.parquet"),
+           "testdev_balanced_images": str(tmp_path / "images.parquet")}
+    task = get_task("gqa")
+    files, from_hub = task.load("test", data_dir=str(root)), task.load("test", source="hub", hub_files=hub)
+    _same(files, from_hub)
+    assert [e.target_text for e in from_hub] == ["yes", "spoon", "red", "no"]
+    assert from_hub[0].image_id == from_hub[2].image_id == "gqa-n1"  # two questions on one image: one image id
+    with pytest.raises(ValueError, match="hub_files has no entry for the hub split 'val_balanced_instructions'"):
+        task.load("dev", source="hub", hub_files=hub)

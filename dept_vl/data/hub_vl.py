@@ -92,8 +92,10 @@ def _data_files(files: Any, split: str) -> tuple[str, Any]:
     return _FORMATS[suffixes.pop()], paths
 
 
-def open_split(task: str, options: dict[str, Any], default_id: str, split: str, image_columns: Sequence[str] = ()) -> Any:
+def open_split(task: str, options: dict[str, Any], default_id: str, split: str, image_columns: Sequence[str] = (),
+               config: str | None = None) -> Any:
     """One split of the hub copy as a ``datasets.Dataset``, image columns left undecoded (decoded by :class:`HubImage`).
+    ``config``: the copy's configuration (subset) to read; ``hub_files`` given as a mapping is then keyed by it.
 
     Raises:
         ValueError: a split the copy lacks, naming the copy and the option to change.
@@ -102,15 +104,16 @@ def open_split(task: str, options: dict[str, Any], default_id: str, split: str, 
     hub_id = options.get("hub_id") or default_id
     try:
         if options.get("hub_files"):
-            builder, files = _data_files(options["hub_files"], split)
+            builder, files = _data_files(options["hub_files"], config or split)
             data = datasets.load_dataset(builder, data_files=files, split="train")
         else:
             data = datasets.load_dataset(str(Path(hub_id).expanduser()) if Path(hub_id).expanduser().is_dir() else hub_id,
-                                         split=split, revision=options.get("hub_revision"))
+                                         config, split=split, revision=options.get("hub_revision"))
     except ValueError as err:
         if "split" not in str(err).lower():
             raise
-        raise ValueError(f"{task}: the hub copy {hub_id} has no split {split!r} ({err}); name another copy with hub_id= "
+        where = f"split {split!r}" + (f" in its configuration {config!r}" if config else "")
+        raise ValueError(f"{task}: the hub copy {hub_id} has no {where} ({err}); name another copy with hub_id= "
                          "or local files with hub_files=") from err
     for column in image_columns:
         if column in data.column_names and isinstance(data.features[column], datasets.Image):

@@ -176,10 +176,33 @@ _GQA_FILES = {"train": "train_balanced_questions.json", "dev": "val_balanced_que
               "test": "testdev_balanced_questions.json"}
 
 
+GQA_HUB = "lmms-lab/GQA"  # questions and images in separate configurations: <split>_balanced_instructions / _images
+GQA_HUB_SPLITS = {"train": "train", "dev": "val", "test": "testdev"}
+
+
+def gqa_example(split: str, qid: Any, q: dict[str, Any], image: Any) -> Example:
+    """One GQA question, the same from the official files and from a hub copy."""
+    types = q.get("types") or {}
+    return Example(
+        id=f"gqa-{split}-{qid}",
+        input_text=f"gqa: {q['question'].strip()}",
+        target_text=q["answer"],
+        image=image,
+        image_id=f"gqa-{q['imageId']}",
+        references=[q["answer"]],
+        meta={"full_answer": q.get("fullAnswer") or "", "structural": (types.get("structural") if isinstance(types, dict) else "") or ""},
+    )
+
+
 def load_gqa(split: str, data_dir: str | None, fmt: str, **options: Any) -> list[Example]:
     """GQA balanced: train = train_balanced, dev = val_balanced, test = testdev_balanced.
-    Input ``"gqa: <question>"``, target the answer (scored by exact match)."""
-    check_options("gqa", options, {"image_dir", "limit"})
+    Input ``"gqa: <question>"``, target the answer (scored by exact match). From the official files under
+    ``data_dir``, or from a hub copy (``source=hub``; default :data:`GQA_HUB`, whose questions and images are the
+    configurations ``<split>_balanced_instructions`` and ``<split>_balanced_images``, joined on ``imageId``)."""
+    check_options("gqa", options, {"image_dir", "limit"} | hub_vl.HUB_OPTIONS)
+    if hub_vl.wants_hub("gqa", data_dir, options):
+        out = _gqa_hub(split, options)
+        return out[: options["limit"]] if options.get("limit") else out
     root = require_dir("gqa", data_dir, GQA_WHAT)
     path = find_file("gqa", [root, root / "questions1.2"], _GQA_FILES[split], GQA_WHAT)
     questions = _load_json(path)
@@ -192,19 +215,24 @@ def load_gqa(split: str, data_dir: str | None, fmt: str, **options: Any) -> list
     if not image_root.is_dir():
         raise ValueError(f"gqa: expected the images in {image_root}; pass image_dir= the folder "
                          "that holds <imageId>.jpg")
-    out = []
-    for qid, q in questions.items():
-        out.append(Example(
-            id=f"gqa-{split}-{qid}",
-            input_text=f"gqa: {q['question'].strip()}",
-            target_text=q["answer"],
-            image=str(image_root / f"{q['imageId']}.jpg"),
-            image_id=f"gqa-{q['imageId']}",
-            references=[q["answer"]],
-            meta={"full_answer": q.get("fullAnswer", ""),
-                  "structural": (q.get("types") or {}).get("structural", "")},
-        ))
+    out = [gqa_example(split, qid, q, str(image_root / f"{q['imageId']}.jpg")) for qid, q in questions.items()]
     return out[: options["limit"]] if options.get("limit") else out
+
+
+def _gqa_hub(split: str, options: dict[str, Any]) -> list[Example]:
+    hub_id, name = options.get("hub_id") or GQA_HUB, GQA_HUB_SPLITS[split]
+    questions = hub_vl.open_split("gqa", options, GQA_HUB, name, config=f"{name}_balanced_instructions")
+    hub_vl.need_columns("gqa", questions, ("id", "imageId", "question", "answer"), hub_id)
+    images = hub_vl.open_split("gqa", options, GQA_HUB, name, ["image"], config=f"{name}_balanced_images")
+    hub_vl.need_columns("gqa", images, ("id", "image"), hub_id)
+    row_of = {str(image_id): i for i, image_id in enumerate(images["id"])}
+    out = []
+    for q in hub_vl.hub_rows(questions):
+        if str(q["imageId"]) not in row_of:
+            raise ValueError(f"gqa: question {q['id']} of the hub copy {hub_id} names image {q['imageId']!r}, which its "
+                             f"{name}_balanced_images configuration lacks")
+        out.append(gqa_example(split, q["id"], q, hub_vl.HubImage(images, row_of[str(q["imageId"])], "image")))
+    return out
 
 
 # ---------------------------------------------------------------- COCO captions (Karpathy)
