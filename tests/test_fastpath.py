@@ -276,3 +276,25 @@ def test_gpu_biased_sdpa_generates_as_plain_sdpa():
         scores[attention] = (out.sequences, torch.stack(out.scores))
     assert torch.equal(scores["sdpa"][0], scores["biased_sdpa"][0])
     torch.testing.assert_close(scores["biased_sdpa"][1], scores["sdpa"][1], rtol=1e-4, atol=1e-4)
+
+
+def test_one_compilation_serves_every_width_batch_size_and_visual_token_count():
+    """Every dimension that varies during a run is dynamic from the first call: text widths (buckets), label widths,
+    a smaller last batch, the visual tokens of one image and of two (NLVR2); none recompiles."""
+    import dept_vl.tasks  # noqa: F401 - the tiny preset's words
+    from dept_vl.models import build_vl_model
+
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+    torch.manual_seed(0)
+    base = build_vl_model("tiny")
+    model = DePTModel(base, DePTConfig(num_virtual_tokens=3, rank=2, max_length=64)).eval()  # no dropout: comparable
+    loss_fn = fastpath.compile_loss(model, backend="aot_eager")
+    _, tokens, width = base.encode_images(torch.randn(1, *base.image_transform.input_size)).shape
+    for rows, length, target, images in [(8, 16, 4, 1), (8, 32, 4, 1), (5, 16, 6, 1), (8, 48, 4, 2), (3, 32, 8, 2)]:
+        batch = {"input_ids": torch.randint(3, 60, (rows, length)), "attention_mask": torch.ones(rows, length, dtype=torch.long),
+                 "labels": torch.randint(3, 60, (rows, target)), "image_features": torch.randn(rows, images * tokens, width)}
+        loss = loss_fn(**batch)
+        torch.testing.assert_close(loss, model(**batch, use_cache=False).loss)
+        loss.backward()
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 1  # before: 3 (a smaller batch, two images)

@@ -34,6 +34,8 @@ BIASED_MODEL_TYPES = ("t5", "mt5")  # models whose attention carries an additive
 BIASED_SDPA = "dept_biased_sdpa"  # the names registered with transformers' attention interface
 BIASED_CUDNN = "dept_biased_cudnn"
 DYNAMIC_KEYS = ("input_ids", "attention_mask", "labels", "decoder_input_ids", "decoder_attention_mask")
+# the image inputs: their rows vary with the batch, image_features' tokens (dim 1) with the encoder and pooling
+IMAGE_KEYS = ("image_features", "pixel_values", "image_mask")
 PAD_VALUES = {"input_ids": 0, "attention_mask": 0, "labels": -100, "decoder_attention_mask": 0}
 
 
@@ -290,9 +292,10 @@ def compile_loss(
 
     Only the scalar loss leaves the compiled region (no logits), so the compiler fuses the cross-entropy
     and keeps the graph's memory small; the model is called with ``use_cache=False`` (a training step
-    needs no decoder cache). With ``dynamic=True`` the width (dim 1) of ``input_ids``,
-    ``attention_mask`` and ``labels`` is marked dynamic: one compilation serves every length bucket, and
-    with ``mode="reduce-overhead"`` one CUDA graph is recorded per bucket on its first steps.
+    needs no decoder cache). With ``dynamic=True`` the rows (dim 0) of every input and the width (dim 1) of
+    ``input_ids``, ``attention_mask``, ``labels`` and ``image_features`` (its visual tokens) are marked dynamic
+    before the first call: one compilation serves every length bucket, batch size and number of visual tokens,
+    and with ``mode="reduce-overhead"`` one CUDA graph is recorded per shape on its first steps.
 
     Args:
         model: any module whose output has ``.loss`` (DePTModel, a peft model, a plain HF model).
@@ -318,11 +321,13 @@ def compile_loss(
     uses_graphs = backend == "inductor" and mode in ("reduce-overhead", "max-autotune")
 
     def run(**batch: Any) -> torch.Tensor:
-        if dynamic:
-            for key in DYNAMIC_KEYS:
+        if dynamic:  # every dimension that varies marked up front: one compilation, no recompiles later
+            for key in (*DYNAMIC_KEYS, *IMAGE_KEYS):
                 tensor = batch.get(key)
-                if isinstance(tensor, torch.Tensor) and tensor.dim() >= 2:
-                    torch._dynamo.maybe_mark_dynamic(tensor, 1)
+                if isinstance(tensor, torch.Tensor) and tensor.dim() >= 1:
+                    torch._dynamo.maybe_mark_dynamic(tensor, 0)  # rows: a last or smaller batch
+                    if tensor.dim() >= 2 and key != "pixel_values":  # widths; visual tokens (pixels: fixed size)
+                        torch._dynamo.maybe_mark_dynamic(tensor, 1)
         if uses_graphs:
             torch.compiler.cudagraph_mark_step_begin()
         return compiled(**batch)
