@@ -1,4 +1,4 @@
-"""Atomic file writes: a crash or Ctrl-C never leaves a half-written file behind."""
+"""Atomic file writes (a crash or Ctrl-C never leaves a half-written file behind) and the cache folder."""
 
 from __future__ import annotations
 
@@ -11,6 +11,14 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import torch
+
+
+def cache_dir(*parts: str) -> Path:
+    """dept-vl's cache folder on this machine (``parts`` below it): ``$DEPT_VL_CACHE``, else
+    ``$XDG_CACHE_HOME/dept-vl``, else ``~/.cache/dept-vl``. Rebuilt backbones, image features and the compiler's
+    caches live here, shared by every run of the user."""
+    root = os.environ.get("DEPT_VL_CACHE") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "dept-vl"
+    return Path(root).expanduser().joinpath(*parts)
 
 
 def current_umask() -> int:

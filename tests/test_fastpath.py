@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 
 import pytest
 import torch
@@ -298,3 +299,15 @@ def test_one_compilation_serves_every_width_batch_size_and_visual_token_count():
         torch.testing.assert_close(loss, model(**batch, use_cache=False).loss)
         loss.backward()
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 1  # before: 3 (a smaller batch, two images)
+
+
+def test_the_compilers_caches_live_in_dept_vls_cache_folder_unless_the_user_chose_one(tmp_path, monkeypatch):
+    """A second run of the same shapes finds the compiled kernels of the first (the folder persists across runs)."""
+    monkeypatch.setenv("DEPT_VL_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
+    monkeypatch.delenv("TRITON_CACHE_DIR", raising=False)
+    fastpath.compile_loss(dept(), backend="inductor")  # compiles lazily: nothing runs here
+    assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "cache" / "compile" / "inductor")
+    assert os.environ["TRITON_CACHE_DIR"] == str(tmp_path / "cache" / "compile" / "triton")
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "theirs"))
+    assert fastpath.use_compile_cache() == tmp_path / "theirs"

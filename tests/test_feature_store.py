@@ -314,9 +314,12 @@ def test_feature_dir_auto_is_the_users_cache_except_for_generated_images(tmp_pat
     from dept_vl.config import load_config
     from dept_vl.train.loader import feature_folder
 
+    monkeypatch.delenv("DEPT_VL_CACHE", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     data = load_config(None, []).data
-    assert feature_folder(data, generated_only=False) == tmp_path / "cache" / "dept_vl" / "features"
+    assert feature_folder(data, generated_only=False) == tmp_path / "cache" / "dept-vl" / "features"
+    monkeypatch.setenv("DEPT_VL_CACHE", str(tmp_path / "mine"))  # dept-vl's own cache folder wins
+    assert feature_folder(data, generated_only=False) == tmp_path / "mine" / "features"
     assert feature_folder(data, generated_only=True) is None
     assert feature_folder(load_config(None, ["data.feature_dir=null"]).data, generated_only=False) is None
     monkeypatch.setenv("HOME", str(tmp_path))

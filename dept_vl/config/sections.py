@@ -156,7 +156,7 @@ class DataConfig:
     feature_cache: bool = option(True, "cache frozen image-encoder features (identical results, much faster)")
     feature_dir: str | None = option("auto", "where cached image features are kept, shared by every run and process on the "
                                      "machine (memory-mapped shards, one folder per encoder, weights and preprocessing): "
-                                     "auto = $XDG_CACHE_HOME/dept_vl/features (~/.cache/...), except that images generated in "
+                                     "auto = features/ in dept-vl's cache folder ($DEPT_VL_CACHE, else ~/.cache/dept-vl), except that images generated in "
                                      "memory (the synthetic world) are kept in memory; a folder; null = in memory", nonempty=True)
     task_options: dict[str, dict[str, Any]] = option({}, "options of each task's loader, by task name (e.g. "
                                                      "{nlvr2: {source: hub, image_dir: ...}}; `dept-vl tasks` lists "

@@ -11,7 +11,6 @@ import argparse
 import dataclasses
 import hashlib
 import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +34,9 @@ class BackboneSettings:
 
 
 def cache_root() -> Path:
-    return Path(os.environ.get("DEPT_VL_CACHE", Path.home() / ".cache" / "dept-vl"))
+    from dept_vl.io import cache_dir
+
+    return cache_dir()
 
 
 def cache_key(settings: BackboneSettings) -> str:

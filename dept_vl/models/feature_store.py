@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
@@ -27,9 +26,10 @@ DTYPE_CHOICES = ("auto", *DTYPES)
 
 
 def default_feature_dir() -> Path:
-    """The machine's shared feature folder: ``$XDG_CACHE_HOME/dept_vl/features`` (default ``~/.cache``)."""
-    cache = os.environ.get("XDG_CACHE_HOME") or str(Path("~/.cache").expanduser())
-    return Path(cache).expanduser() / "dept_vl" / "features"
+    """The machine's shared feature folder: ``features/`` in dept-vl's cache folder (:func:`dept_vl.io.cache_dir`)."""
+    from dept_vl.io import cache_dir
+
+    return cache_dir("features")
 
 
 def resolve_dtype(name: str, computed: torch.dtype) -> torch.dtype:

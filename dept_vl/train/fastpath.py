@@ -21,7 +21,9 @@ does change training) is an explicit opt-in.
 from __future__ import annotations
 
 import math
+import os
 from contextlib import nullcontext
+from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import torch
@@ -279,6 +281,18 @@ def training_loss(model: nn.Module) -> Callable[..., torch.Tensor]:
     return loss_fn
 
 
+def use_compile_cache() -> Path:
+    """Keep the compiler's caches (inductor's FX graph and kernel caches, Triton's kernels) in dept-vl's cache
+    folder, ``compile/`` (:func:`dept_vl.io.cache_dir`), so a second run of the same shapes (every run of a sweep,
+    a resumed run) starts warm; a folder the user set (``TORCHINDUCTOR_CACHE_DIR``, ``TRITON_CACHE_DIR``) is kept."""
+    from dept_vl.io import cache_dir
+
+    root = cache_dir("compile")
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(root / "inductor"))
+    os.environ.setdefault("TRITON_CACHE_DIR", str(root / "triton"))
+    return Path(os.environ["TORCHINDUCTOR_CACHE_DIR"])
+
+
 def compile_loss(
     model: nn.Module,
     *,
@@ -317,6 +331,7 @@ def compile_loss(
     options: dict[str, Any] = {"backend": backend, "fullgraph": fullgraph, "dynamic": None if dynamic else False}
     if backend == "inductor":
         options["mode"] = mode
+        use_compile_cache()
     compiled = torch.compile(loss_fn, **options)
     uses_graphs = backend == "inductor" and mode in ("reduce-overhead", "max-autotune")
 
