@@ -182,7 +182,7 @@ class TrainConfig:
     log_every: int = option(50, "log the training loss every this many steps", minimum=1)
     eval_every: int = option(250, "evaluate on the dev split every this many steps (and at the end)", minimum=1)
     save_every: int = option(250, "write a checkpoint every this many steps (0 = never)", minimum=0)
-    compile: str = option("auto", "torch.compile the training step: auto (single GPU, >= 1000 steps), on or off",
+    compile: str = option("auto", "torch.compile the training step: auto (single GPU, >= 3,000 steps: where the compile repays itself), on or off",
                           choices=("auto", "on", "off"))
     attention: str = option("auto", "attention kernel: auto (biased_sdpa for T5 with a frozen base on GPU), keep (the "
                             "model's own), eager, sdpa, biased_sdpa or biased_cudnn",

@@ -376,16 +376,37 @@ def make_optimizer(
     return torch.optim.AdamW(groups, lr=lr, betas=betas, eps=eps, fused=fused)
 
 
-COMPILE_AUTO_MIN_STEPS = 1000  # compiling costs minutes up front: worth it only for long runs
+# train.compile=auto's estimate, from the figures measured on an H200 at T5-base (benchmarks/README.md and the
+# GPU time-to-result issue): a cold compile costs about 250 s before the first fast step; a step then takes about
+# 12 ms against 100-107 ms eager. Compiling pays once steps x (eager - compiled) exceeds the compile cost: about
+# 250 / 0.09, some 2,800 steps, so auto compiles runs of 3,000 steps or more.
+COMPILE_COST_S = 250.0
+EAGER_STEP_S, COMPILED_STEP_S = 0.100, 0.012
+COMPILE_AUTO_MIN_STEPS = 3000
+
+
+def compile_choice(cfg: Any, device: torch.device, num_processes: int) -> tuple[bool, str]:
+    """``train.compile`` resolved: whether to compile, and why (what ``auto`` estimated), in words for the log."""
+    if cfg.compile not in ("auto", "on", "off"):
+        raise ValueError(f"train.compile={cfg.compile!r}; choose auto, on or off")
+    if cfg.compile != "auto":
+        return cfg.compile == "on", f"train.compile={cfg.compile}"
+    if device.type != "cuda":
+        return False, "train.compile=auto: eager (compiling pays on a GPU only)"
+    if num_processes != 1:
+        return False, f"train.compile=auto: eager ({num_processes} processes: the compiled step is tuned for one GPU)"
+    saving = cfg.max_steps * (EAGER_STEP_S - COMPILED_STEP_S)
+    verdict = "compiled" if cfg.max_steps >= COMPILE_AUTO_MIN_STEPS else "eager"
+    return verdict == "compiled", (
+        f"train.compile=auto: {verdict} ({cfg.max_steps:,d} steps would save about {saving:.0f} s against a compile "
+        f"of about {COMPILE_COST_S:.0f} s at T5-base on one GPU; auto compiles from {COMPILE_AUTO_MIN_STEPS:,d} steps; "
+        f"set train.compile=on or off to choose)")
 
 
 def use_compile(cfg: Any, device: torch.device, num_processes: int) -> bool:
-    """``train.compile``: ``on``, ``off``, or ``auto`` = on for single-GPU runs of at least 1,000 steps."""
-    if cfg.compile not in ("auto", "on", "off"):
-        raise ValueError(f"train.compile={cfg.compile!r}; choose auto, on or off")
-    if cfg.compile == "auto":
-        return device.type == "cuda" and num_processes == 1 and cfg.max_steps >= COMPILE_AUTO_MIN_STEPS
-    return cfg.compile == "on"
+    """``train.compile``: ``on``, ``off``, or ``auto`` (:func:`compile_choice`: on for single-GPU runs long enough to
+    repay the compile)."""
+    return compile_choice(cfg, device, num_processes)[0]
 
 
 def prepare_batch(batch: Mapping[str, torch.Tensor], device: torch.device, bucket: int | None = None,

@@ -209,7 +209,9 @@ def prepare_training(model: torch.nn.Module, cfg: TrainConfig, accelerator: Any,
     scheduler = linear_schedule(optimizer, cfg)
     names = [g.get("name", "group") for g in optimizer.param_groups]
     trainable = [p for g in optimizer.param_groups for p in g["params"]]
-    compiled = fastpath.use_compile(cfg, device, accelerator.num_processes)
+    compiled, why = fastpath.compile_choice(cfg, device, accelerator.num_processes)
+    if cfg.compile == "auto" and device.type == "cuda":
+        accelerator.print(why)
     by_hand = reduce_by_hand(cfg, compiled, accelerator.num_processes)
     if by_hand:  # the model stays unwrapped: its gradients are averaged after the backward pass
         wrapped, optimizer = model, accelerator.prepare(optimizer)
