@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from dept_vl import DePTConfig, DePTModel  # noqa: E402
-from dept_vl.train import fastpath  # noqa: E402
+from dept_vl.train import compiling, fastpath  # noqa: E402
 
 SCHEMA = "dept-vl-bench/1"
 SIZES = {  # T5 v1.0 shapes; vocab 32128
@@ -161,7 +161,7 @@ def build_variant(name: str, size: str, device: str, args: argparse.Namespace) -
         training = prepare_training(model, cfg, Accelerator(cpu=not on_gpu), max_length=S)
         if compiled and (args.mode != "reduce-overhead" or args.static_shapes or not on_gpu):
             # levers the loop does not take: another compile mode, static shapes, or a CPU debug backend
-            training.loss_fn = fastpath.compile_loss(training.wrapped, mode=args.mode, dynamic=not args.static_shapes,
+            training.loss_fn = compiling.compile_loss(training.wrapped, mode=args.mode, dynamic=not args.static_shapes,
                                                      backend="inductor" if on_gpu else args.cpu_backend)
 
         def step(b):
@@ -503,7 +503,7 @@ def vl_cache(args: argparse.Namespace, out: dict) -> None:
         dtype = torch.bfloat16 if device == "cuda" else torch.float32
         fastpath.prepare_fast_model(model, dtype)
         opt = fastpath.make_optimizer(model.param_groups())
-        loss_fn = fastpath.compile_loss(model, enabled=False)
+        loss_fn = compiling.compile_loss(model, enabled=False)
         size = vl.image_transform.input_size
         rng = np.random.default_rng(1)
         batches = [make_batch(glue_lengths(args.batch, rng), SIZES[args.size]["vocab_size"], rng) for _ in range(args.steps)]
@@ -626,7 +626,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--steps", type=int, default=24, help="timed steps per workload (full256 and sweeps use half)")
     p.add_argument("--warmup", type=int, default=3, help="warm-up steps per distinct width")
     p.add_argument("--buckets", type=int, default=64, help="length-bucket multiple of the fast path")
-    p.add_argument("--mode", default="reduce-overhead", choices=fastpath.COMPILE_MODES)
+    p.add_argument("--mode", default="reduce-overhead", choices=compiling.COMPILE_MODES)
     p.add_argument("--attention", default="sdpa", choices=fastpath.ATTENTION_CHOICES, help="attention of the *_fast rows")
     p.add_argument("--no-compile", action="store_true")
     p.add_argument("--static-shapes", action="store_true", help="compile once per bucket width instead of one dynamic graph")

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from dept_vl import DePTConfig, DePTModel
-from dept_vl.train import fastpath
+from dept_vl.train import compiling, fastpath
 from tests.conftest import tiny_t5
 
 gpu = pytest.mark.gpu
@@ -180,8 +180,8 @@ def test_compiled_steps_match_eager_steps_across_buckets():
     torch._dynamo.reset()
     torch._dynamo.utils.counters.clear()
     eager_model, compiled_model = dept(), dept()
-    eager = run_steps(eager_model, fastpath.compile_loss(eager_model, enabled=False))
-    compiled = run_steps(compiled_model, fastpath.compile_loss(compiled_model, backend="aot_eager"))
+    eager = run_steps(eager_model, compiling.compile_loss(eager_model, enabled=False))
+    compiled = run_steps(compiled_model, compiling.compile_loss(compiled_model, backend="aot_eager"))
     assert compiled == pytest.approx(eager, rel=1e-5)
     for name in ("prompt", "lowrank_A", "lowrank_B"):
         assert torch.allclose(getattr(compiled_model, name), getattr(eager_model, name), atol=1e-6), name
@@ -211,7 +211,7 @@ def test_training_loss_traces_to_one_graph_without_a_decoder_cache():
 
 def test_compile_loss_rejects_unknown_modes():
     with pytest.raises(ValueError, match="mode='fast'"):
-        fastpath.compile_loss(dept(), mode="fast")
+        compiling.compile_loss(dept(), mode="fast")
 
 
 # ------------------------------------------------------------------ GPU
@@ -224,8 +224,8 @@ def test_gpu_fast_path_matches_eager_bf16_and_never_syncs(attention):
     ref, fast = dept().cuda(), dept().cuda()
     fastpath.prepare_fast_model(ref, torch.bfloat16)
     fastpath.prepare_fast_model(fast, torch.bfloat16, attention=attention)
-    ref_fn = fastpath.compile_loss(ref, enabled=False)
-    fast_fn = fastpath.compile_loss(fast, mode="reduce-overhead")
+    ref_fn = compiling.compile_loss(ref, enabled=False)
+    fast_fn = compiling.compile_loss(fast, mode="reduce-overhead")
     ref_opt, fast_opt = fastpath.make_optimizer(ref.param_groups()), fastpath.make_optimizer(fast.param_groups())
     assert fast_opt.defaults["fused"] is True
     batches = [{k: v.cuda() for k, v in fastpath.pad_to_bucket(batch(10, seed=i), [16]).items()} for i in range(6)]
@@ -290,7 +290,7 @@ def test_one_compilation_serves_every_width_batch_size_and_visual_token_count():
     torch.manual_seed(0)
     base = build_vl_model("tiny")
     model = DePTModel(base, DePTConfig(num_virtual_tokens=3, rank=2, max_length=64)).eval()  # no dropout: comparable
-    loss_fn = fastpath.compile_loss(model, backend="aot_eager")
+    loss_fn = compiling.compile_loss(model, backend="aot_eager")
     _, tokens, width = base.encode_images(torch.randn(1, *base.image_transform.input_size)).shape
     for rows, length, target, images in [(8, 16, 4, 1), (8, 32, 4, 1), (5, 16, 6, 1), (8, 48, 4, 2), (3, 32, 8, 2)]:
         batch = {"input_ids": torch.randint(3, 60, (rows, length)), "attention_mask": torch.ones(rows, length, dtype=torch.long),
@@ -306,8 +306,8 @@ def test_the_compilers_caches_live_in_dept_vls_cache_folder_unless_the_user_chos
     monkeypatch.setenv("DEPT_VL_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
     monkeypatch.delenv("TRITON_CACHE_DIR", raising=False)
-    fastpath.compile_loss(dept(), backend="inductor")  # compiles lazily: nothing runs here
+    compiling.compile_loss(dept(), backend="inductor")  # compiles lazily: nothing runs here
     assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "cache" / "compile" / "inductor")
     assert os.environ["TRITON_CACHE_DIR"] == str(tmp_path / "cache" / "compile" / "triton")
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "theirs"))
-    assert fastpath.use_compile_cache() == tmp_path / "theirs"
+    assert compiling.use_compile_cache() == tmp_path / "theirs"

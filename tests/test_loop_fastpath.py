@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from dept_vl.config import TrainConfig
-from dept_vl.train.fastpath import use_compile
+from dept_vl.train.compiling import use_compile
 from dept_vl.train.loader import Batch
 
 
@@ -25,7 +25,7 @@ def test_compile_switch():
 def test_compile_auto_compiles_where_the_measured_saving_repays_the_compile_and_says_why():
     """1,500 steps at T5-base: about 1,500 x (0.100 - 0.012) = 132 s saved against a 250 s compile (the issue's
     measured run, which auto made twice as slow at the old 1,000-step threshold): eager; 3,000 steps save 264 s."""
-    from dept_vl.train.fastpath import compile_choice
+    from dept_vl.train.compiling import compile_choice
 
     cuda = torch.device("cuda")
     compiled, why = compile_choice(TrainConfig(max_steps=1500), cuda, 1)

@@ -4,7 +4,7 @@ The training loop (``dept_vl.train.loop``) runs exactly these helpers, and the b
 
     set_attention(model, resolve_attention("auto", model, device))       # T5 on GPU: the fused biased kernel
     optimizer = make_optimizer(model.param_groups())                     # fused AdamW on CUDA
-    loss_fn = compile_loss(model, enabled=use_compile(cfg, device, 1))   # torch.compile(mode="reduce-overhead")
+    loss_fn = compile_loss(model, enabled=use_compile(cfg, device, 1))   # dept_vl.train.compiling
     for batch in batches:                                                # padded to the batch's longest row
         batch = prepare_batch(batch, device, bucket=64 if compiled else None, max_length=s)
         losses = train_step(loss_fn, optimizer, [batch], scheduler, cfg.max_grad_norm, accelerator=accelerator)
@@ -21,23 +21,17 @@ does change training) is an explicit opt-in.
 from __future__ import annotations
 
 import math
-import os
 from contextlib import nullcontext
-from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 ATTENTION_CHOICES = ("keep", "eager", "sdpa", "biased_sdpa", "biased_cudnn")
 BIASED_MODEL_TYPES = ("t5", "mt5")  # models whose attention carries an additive relative-position bias
 BIASED_SDPA = "dept_biased_sdpa"  # the names registered with transformers' attention interface
 BIASED_CUDNN = "dept_biased_cudnn"
-DYNAMIC_KEYS = ("input_ids", "attention_mask", "labels", "decoder_input_ids", "decoder_attention_mask")
-# the image inputs: their rows vary with the batch, image_features' tokens (dim 1) with the encoder and pooling
-IMAGE_KEYS = ("image_features", "pixel_values", "image_mask")
 PAD_VALUES = {"input_ids": 0, "attention_mask": 0, "labels": -100, "decoder_attention_mask": 0}
 
 
@@ -281,75 +275,6 @@ def training_loss(model: nn.Module) -> Callable[..., torch.Tensor]:
     return loss_fn
 
 
-def use_compile_cache() -> Path:
-    """Keep the compiler's caches (inductor's FX graph and kernel caches, Triton's kernels) in dept-vl's cache
-    folder, ``compile/`` (:func:`dept_vl.io.cache_dir`), so a second run of the same shapes (every run of a sweep,
-    a resumed run) starts warm; a folder the user set (``TORCHINDUCTOR_CACHE_DIR``, ``TRITON_CACHE_DIR``) is kept."""
-    from dept_vl.io import cache_dir
-
-    root = cache_dir("compile")
-    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(root / "inductor"))
-    os.environ.setdefault("TRITON_CACHE_DIR", str(root / "triton"))
-    return Path(os.environ["TORCHINDUCTOR_CACHE_DIR"])
-
-
-def compile_loss(
-    model: nn.Module,
-    *,
-    enabled: bool = True,
-    mode: str = "reduce-overhead",
-    dynamic: bool = True,
-    backend: str = "inductor",
-    fullgraph: bool = False,
-) -> Callable[..., torch.Tensor]:
-    """``loss_fn(**batch) -> loss``: the model's loss, compiled (or plain with ``enabled=False``).
-
-    Only the scalar loss leaves the compiled region (no logits), so the compiler fuses the cross-entropy
-    and keeps the graph's memory small; the model is called with ``use_cache=False`` (a training step
-    needs no decoder cache). With ``dynamic=True`` the rows (dim 0) of every input and the width (dim 1) of
-    ``input_ids``, ``attention_mask``, ``labels`` and ``image_features`` (its visual tokens) are marked dynamic
-    before the first call: one compilation serves every length bucket, batch size and number of visual tokens,
-    and with ``mode="reduce-overhead"`` one CUDA graph is recorded per shape on its first steps.
-
-    Args:
-        model: any module whose output has ``.loss`` (DePTModel, a peft model, a plain HF model).
-        enabled: ``False`` returns the eager function (the loop's ``compile=false`` switch).
-        mode: a ``torch.compile`` mode: ``"reduce-overhead"`` (CUDA graphs), ``"default"``,
-            ``"max-autotune-no-cudagraphs"`` (use this one with gradient accumulation), ``"max-autotune"``.
-        dynamic: mark sequence widths dynamic (one compilation for every bucket); ``False`` compiles one
-            static graph per width (slower to warm up; lets SDPA pick fused kernels it cannot prove
-            aligned for a symbolic length).
-        backend: ``"inductor"``, or ``"aot_eager"`` / ``"eager"`` to debug tracing on CPU (mode ignored).
-        fullgraph: fail on a graph break instead of splitting the graph.
-    """
-    if mode not in COMPILE_MODES:
-        raise ValueError(f"mode={mode!r} is unknown; choose one of {', '.join(COMPILE_MODES)}")
-    loss_fn = training_loss(model)
-    if not enabled:
-        return loss_fn
-    # dynamic=False: one static graph per bucket width (torch.compile's own limit is 8 recompilations)
-    options: dict[str, Any] = {"backend": backend, "fullgraph": fullgraph, "dynamic": None if dynamic else False}
-    if backend == "inductor":
-        options["mode"] = mode
-        use_compile_cache()
-    compiled = torch.compile(loss_fn, **options)
-    uses_graphs = backend == "inductor" and mode in ("reduce-overhead", "max-autotune")
-
-    def run(**batch: Any) -> torch.Tensor:
-        if dynamic:  # every dimension that varies marked up front: one compilation, no recompiles later
-            for key in (*DYNAMIC_KEYS, *IMAGE_KEYS):
-                tensor = batch.get(key)
-                if isinstance(tensor, torch.Tensor) and tensor.dim() >= 1:
-                    torch._dynamo.maybe_mark_dynamic(tensor, 0)  # rows: a last or smaller batch
-                    if tensor.dim() >= 2 and key != "pixel_values":  # widths; visual tokens (pixels: fixed size)
-                        torch._dynamo.maybe_mark_dynamic(tensor, 1)
-        if uses_graphs:
-            torch.compiler.cudagraph_mark_step_begin()
-        return compiled(**batch)
-
-    return run
-
-
 # ------------------------------------------------------------------ the step
 def make_optimizer(
     param_groups: Iterable[dict[str, Any]] | Iterable[nn.Parameter],
@@ -374,39 +299,6 @@ def make_optimizer(
     if fused is None:
         fused = all(p.is_cuda and p.is_floating_point() for p in params)
     return torch.optim.AdamW(groups, lr=lr, betas=betas, eps=eps, fused=fused)
-
-
-# train.compile=auto's estimate, from the figures measured on an H200 at T5-base (benchmarks/README.md and the
-# GPU time-to-result issue): a cold compile costs about 250 s before the first fast step; a step then takes about
-# 12 ms against 100-107 ms eager. Compiling pays once steps x (eager - compiled) exceeds the compile cost: about
-# 250 / 0.09, some 2,800 steps, so auto compiles runs of 3,000 steps or more.
-COMPILE_COST_S = 250.0
-EAGER_STEP_S, COMPILED_STEP_S = 0.100, 0.012
-COMPILE_AUTO_MIN_STEPS = 3000
-
-
-def compile_choice(cfg: Any, device: torch.device, num_processes: int) -> tuple[bool, str]:
-    """``train.compile`` resolved: whether to compile, and why (what ``auto`` estimated), in words for the log."""
-    if cfg.compile not in ("auto", "on", "off"):
-        raise ValueError(f"train.compile={cfg.compile!r}; choose auto, on or off")
-    if cfg.compile != "auto":
-        return cfg.compile == "on", f"train.compile={cfg.compile}"
-    if device.type != "cuda":
-        return False, "train.compile=auto: eager (compiling pays on a GPU only)"
-    if num_processes != 1:
-        return False, f"train.compile=auto: eager ({num_processes} processes: the compiled step is tuned for one GPU)"
-    saving = cfg.max_steps * (EAGER_STEP_S - COMPILED_STEP_S)
-    verdict = "compiled" if cfg.max_steps >= COMPILE_AUTO_MIN_STEPS else "eager"
-    return verdict == "compiled", (
-        f"train.compile=auto: {verdict} ({cfg.max_steps:,d} steps would save about {saving:.0f} s against a compile "
-        f"of about {COMPILE_COST_S:.0f} s at T5-base on one GPU; auto compiles from {COMPILE_AUTO_MIN_STEPS:,d} steps; "
-        f"set train.compile=on or off to choose)")
-
-
-def use_compile(cfg: Any, device: torch.device, num_processes: int) -> bool:
-    """``train.compile``: ``on``, ``off``, or ``auto`` (:func:`compile_choice`: on for single-GPU runs long enough to
-    repay the compile)."""
-    return compile_choice(cfg, device, num_processes)[0]
 
 
 def prepare_batch(batch: Mapping[str, torch.Tensor], device: torch.device, bucket: int | None = None,

@@ -10,7 +10,7 @@ from typing import Any, Sequence
 import torch
 
 from dept_vl.config import TrainConfig
-from dept_vl.train import fastpath
+from dept_vl.train import compiling, fastpath
 from dept_vl.train.checkpoint import (clean_leftovers, complete_checkpoint, latest_checkpoint, load_best_tensors, load_checkpoint,
                                       rng_state, save_checkpoint, update_state)
 from dept_vl.train.distributed import average_gradients, broadcast_parameters, gather, reduce_by_hand
@@ -209,7 +209,7 @@ def prepare_training(model: torch.nn.Module, cfg: TrainConfig, accelerator: Any,
     scheduler = linear_schedule(optimizer, cfg)
     names = [g.get("name", "group") for g in optimizer.param_groups]
     trainable = [p for g in optimizer.param_groups for p in g["params"]]
-    compiled, why = fastpath.compile_choice(cfg, device, accelerator.num_processes)
+    compiled, why = compiling.compile_choice(cfg, device, accelerator.num_processes)
     if cfg.compile == "auto" and device.type == "cuda":
         accelerator.print(why)
     by_hand = reduce_by_hand(cfg, compiled, accelerator.num_processes)
@@ -218,7 +218,7 @@ def prepare_training(model: torch.nn.Module, cfg: TrainConfig, accelerator: Any,
     else:
         wrapped, optimizer = accelerator.prepare(model, optimizer)
     # the fast path: one compiled graph over length buckets (CUDA graphs unless accumulating gradients)
-    loss_fn = fastpath.compile_loss(wrapped, enabled=compiled, mode="reduce-overhead" if cfg.grad_accum == 1 else "max-autotune-no-cudagraphs")
+    loss_fn = compiling.compile_loss(wrapped, enabled=compiled, mode="reduce-overhead" if cfg.grad_accum == 1 else "max-autotune-no-cudagraphs")
     return Training(wrapped, optimizer, scheduler, loss_fn, trainable, names, compiled, by_hand, max_length, cfg.max_grad_norm, accelerator)
 
 
