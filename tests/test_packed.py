@@ -409,3 +409,22 @@ def test_the_memory_probe_changes_nothing_and_grows_with_the_rows_on_the_gpu():
         assert all(torch.equal(v, old[k]) for k, v in m.adapter_state_dict().items())
     on_device = [{k: v.to(device) for k, v in b.items()} for b in batches]
     assert packed_step_peak(models[:1], on_device[:1], device) < packed_step_peak(models[:3], on_device[:3], device)
+
+
+def test_patience_ends_each_run_where_it_ends_alone_and_the_pack_goes_on(tmp_path):
+    """train.patience: a run whose dev score has not improved for that many evaluations stops (its best adapter
+    kept); in a pack it leaves at that evaluation and the other runs train on, each as it does alone."""
+    settings = ["adapt.task=shapes_count", "adapt.source=none", "adapt.k=[2,4]", "adapt.seeds=[0,1,2]", "train.max_steps=6",
+                "train.eval_every=1", "train.patience=3", "data.feature_cache=true"]
+    alone, packed = sweep(tmp_path / "alone", "off", *settings), sweep(tmp_path / "packed", "on", *settings)
+    assert [without_timing(r) for r in packed] == [without_timing(r) for r in alone]
+    stopped = [r for r in alone if r["stopped_early"]]
+    assert stopped and len(stopped) < len(alone)  # some runs stop early, others train on: the pack kept going
+    for r in alone:
+        # stopped: exactly 3 evaluations (every step) after the best one; else it trained all 6 steps
+        assert r["steps"] == (r["best_step"] + 3 if r["stopped_early"] else 6)
+        folder = tmp_path / "packed" / "runs" / f"dept-scratch_k{r['k']}_seed{r['seed']}"
+        evals = [json.loads(line) for line in (folder / "log.jsonl").read_text().splitlines() if "eval" in json.loads(line)]
+        assert [e["step"] for e in evals] == list(range(1, r["steps"] + 1))
+        if r["stopped_early"]:
+            assert max(e["eval"] for e in evals[-3:]) <= r["dev_score"] == max(e["eval"] for e in evals)

@@ -284,3 +284,21 @@ def test_sigterm_and_sighup_save_a_checkpoint_like_ctrl_c_in_a_real_process(tmp_
     if signum == signal.SIGTERM:  # the saved step 3 continues exactly
         assert pretrain(out, "--resume") == 0
         assert_ends_like(out, whole)
+
+
+def test_patience_stops_pretraining_after_the_best_and_resumes_to_the_same_stop(tmp_path, monkeypatch, whole):
+    """train.patience=1: the best is at step 4, the evaluation at 6 brings nothing better, so the run ends at 6 with
+    step 4's adapter (the uninterrupted run's best); killed at step 5 and resumed, it stops at the same step."""
+    assert results(whole)[1] == 4
+    out = tmp_path / "early"
+    assert pretrain(out, "train.patience=1") == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert (metrics["steps"], metrics["best_step"], metrics["complete"], metrics["stopped_early"]) == (6, 4, True, True)
+    assert same_tensors(out / "adapter", whole / "adapter")
+    assert max(line["step"] for line in log_lines(out)) == 6  # nothing trained after the stop
+    resumed = tmp_path / "resumed"
+    with monkeypatch.context() as patch:
+        interrupt_at_step(patch, 5)
+        assert pretrain(resumed, "train.patience=1") == 130
+    assert pretrain(resumed, "--resume", "train.patience=1") == 0
+    assert results(resumed) == results(out) and same_tensors(resumed / "adapter", out / "adapter")

@@ -181,6 +181,8 @@ class TrainConfig:
                                   choices=("auto", "no", "bf16", "fp16"))
     log_every: int = option(50, "log the training loss every this many steps", minimum=1)
     eval_every: int = option(250, "evaluate on the dev split every this many steps (and at the end)", minimum=1)
+    patience: int = option(0, "early stopping: end a run once this many evaluations in a row bring no better dev score "
+                           "(its best adapter is kept); 0 = train every step", minimum=0)
     save_every: int = option(250, "write a checkpoint every this many steps (0 = never)", minimum=0)
     compile: str = option("auto", "torch.compile the training step: auto (single GPU, >= 3,000 steps: where the compile repays itself), on or off",
                           choices=("auto", "on", "off"))

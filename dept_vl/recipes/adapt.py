@@ -285,6 +285,7 @@ def _train(config: RunConfig, out: Path, task: str, label: str, mark: str, setti
         record = {
             "task": task, "k": plan.key.k, "method": label, "seed": plan.key.seed, **plan.key.searched(), "score": metrics["headline"],
             "metric": run.tasks[task].headline_metric, "metrics": metrics, "best_step": result.best_step,
+            "steps": result.steps, "stopped_early": result.stopped_early,
             "dev_score": result.best_score, "train_size": len(plan.train), "dev_size": len(plan.dev), "test_size": len(test),
             "train_seconds": result.seconds, "step_time_ms": result.step_time_ms,
             "examples_per_s": result.examples_per_s, "peak_memory_mb": result.peak_memory_mb,

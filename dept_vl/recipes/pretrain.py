@@ -36,7 +36,7 @@ from dept_vl.train.run import Run, dev_task_names, trainable_count
 # the settings a resumed run must share with the run it continues ("section." : the whole section)
 RESULT_KEYS = ("method", "model.", "dept.", "lora.", "full.", "ulpt.", "attempt.", "mpt.", "data.tasks", "data.dev_tasks", "data.format", "data.train_size", "data.mixing",
                "data.temperature", "train.max_steps", "train.batch_size", "train.grad_accum", "train.seed",
-               "train.warmup_steps", "train.max_grad_norm")
+               "train.warmup_steps", "train.max_grad_norm", "train.patience")
 
 
 def _flat(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -129,11 +129,11 @@ def _pretrain(config: RunConfig, out: Path, resume: bool, show_progress: bool) -
     # the final evaluation: --resume finishes it
     if acc.is_main_process:
         model.save_pretrained(out / "last")
-    complete = result.steps >= config.train.max_steps
+    complete = result.steps >= config.train.max_steps or result.stopped_early
     final = run.evaluate(model, dev_sets, collate) if complete else None
     summary = {
         "output_dir": str(out), "adapter": str(out / "adapter"), "method": run.method.name, "steps": result.steps,
-        "complete": complete, "best_score": result.best_score, "best_step": result.best_step, "final_dev": final,
+        "complete": complete, "stopped_early": result.stopped_early, "best_score": result.best_score, "best_step": result.best_step, "final_dev": final,
         "seconds": result.seconds, "step_time_ms": result.step_time_ms, "examples_per_s": result.examples_per_s,
         "peak_memory_mb": result.peak_memory_mb, "trainable_parameters": trainable_count(model),
         "mixture_rates": rates, "processes": acc.num_processes,

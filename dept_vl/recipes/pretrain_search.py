@@ -158,7 +158,7 @@ def _train_packed(run: Run, config: RunConfig, todo: list[Setting], size: int, m
             setting, result, model = pack[i], results[i], models[i]
             summary = {
                 "output_dir": str(setting.folder), "adapter": str(setting.folder / "adapter"), "method": run.method.name,
-                "steps": result.steps, "complete": True, "best_score": result.best_score, "best_step": result.best_step,
+                "steps": result.steps, "complete": True, "stopped_early": result.stopped_early, "best_score": result.best_score, "best_step": result.best_step,
                 "final_dev": final, "seconds": result.seconds, "step_time_ms": result.step_time_ms,
                 "examples_per_s": result.examples_per_s, "peak_memory_mb": result.peak_memory_mb,
                 "trainable_parameters": trainable_count(model), "mixture_rates": rates, "processes": acc.num_processes,

@@ -32,6 +32,20 @@ class LoopResult:
     examples_per_s: float = 0.0
     step_time_ms: float = 0.0
     peak_memory_mb: float = 0.0
+    stopped_early: bool = False  # train.patience ended the run before train.max_steps
+
+
+def evaluations_since_best(cfg: TrainConfig, best_step: int | None, step: int) -> int:
+    """Evaluation points after the best one, up to ``step`` (evaluations run every ``cfg.eval_every`` steps):
+    counted from the steps alone, so a resumed run stops where the uninterrupted one does."""
+    if best_step is None:
+        return 0
+    return step // cfg.eval_every - best_step // cfg.eval_every
+
+
+def patience_ran_out(cfg: TrainConfig, best_step: int | None, step: int) -> bool:
+    """``train.patience``: whether a run evaluated at ``step`` (before its last) stops early."""
+    return bool(cfg.patience) and step < cfg.max_steps and evaluations_since_best(cfg, best_step, step) >= cfg.patience
 
 
 def train_loop(
@@ -92,12 +106,14 @@ def train_loop(
         if saved_step == at:
             _mark_evaluated(checkpoint_dir, at, best, accelerator)
 
+    stopped_early = False
     try:
         with signals_as_interrupts():
             if resumed and not resumed.evaluated and eval_due(step):
                 evaluate(step)
+                stopped_early = patience_ran_out(cfg, best.step, step)  # the evaluation an interruption left ends it
             training.wrapped.train()
-            while step < cfg.max_steps:
+            while step < cfg.max_steps and not stopped_early:
                 t_step = time.perf_counter()
                 micro = [batches[step * cfg.grad_accum + i] for i in range(cfg.grad_accum)]
                 tensors = [training.prepare(batch_tensors(model, b)) for b in micro]
@@ -122,6 +138,11 @@ def train_loop(
                     saved_step = step
                 if eval_due(step):
                     evaluate(step)
+                    if patience_ran_out(cfg, best.step, step):
+                        stopped_early = True
+                        accelerator.print(f"early stop at step {step}: no better dev score in {cfg.patience} evaluations "
+                                          f"(train.patience; the best, {best.score:.4f}, at step {best.step} is kept)")
+                        break
                 if stopping:
                     accelerator.print(f"stopping at step {step} (train.stop_at); continue with --resume")
                     break
@@ -136,6 +157,7 @@ def train_loop(
         steps=step, best_score=best.score if best else None, best_step=best.step if best else None, history=log.history,
         seconds=time.perf_counter() - t0, step_time_ms=1000 * median, peak_memory_mb=peak_memory_mb(device),
         examples_per_s=rows / max(1, len(step_times)) * accelerator.num_processes / median if median else 0.0,
+        stopped_early=stopped_early,
     )
 
 

@@ -7,7 +7,8 @@ the concatenation of the runs' own batches (each at its own width, right-padded 
 the runs' losses gives every run's parameters the gradient they would get alone (no row depends on
 another's adapter). The optimizer holds one group per (run, parameter group); clipping is per run, never over
 the stack; the linear schedule is the loop's own. A run whose loss becomes NaN or infinite leaves the pack
-at the next log or evaluation point; the others go on undisturbed.
+at the next log or evaluation point, and one whose ``train.patience`` runs out at its evaluation; the others
+go on undisturbed.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from dept_vl.dept.multi import group_losses, packed_forward
 from dept_vl.train import fastpath
 from dept_vl.train.hooks import BestAdapter, LossMeter, TrainLog
 from dept_vl.train.loader import Batch
-from dept_vl.train.loop import LoopResult, linear_schedule, peak_memory_mb
+from dept_vl.train.loop import LoopResult, linear_schedule, patience_ran_out, peak_memory_mb
 from dept_vl.train.predict import predict_packed
 
 
@@ -150,7 +151,7 @@ def fit_packed(runs: Sequence[PackedRun], cfg: TrainConfig, accelerator: Any,
     logs = [TrainLog(r.log_file, accelerator, cfg.max_steps, 0, False) for r in runs]
     meters = [LossMeter(device) for _ in runs]
     nonfinite = torch.zeros(len(runs), dtype=torch.bool, device=device)
-    active, stopped, last_step = list(range(len(runs))), {}, [0] * len(runs)
+    active, stopped, last_step, early = list(range(len(runs))), {}, [0] * len(runs), set()
     rows = [0] * len(runs)
     step, step_times, t0 = 0, [], time.perf_counter()
     models = [r.model for r in runs]
@@ -188,6 +189,9 @@ def fit_packed(runs: Sequence[PackedRun], cfg: TrainConfig, accelerator: Any,
                     logs[i].eval(runs[i].best.record(models[i], score, step) if runs[i].best is not None
                                  else {"step": step, "eval": score})
                 _train_mode(models, True)
+                for i in [i for i in active if runs[i].best is not None and patience_ran_out(cfg, runs[i].best.step, step)]:
+                    active.remove(i)  # train.patience: this run ends here, as it would alone; the others go on
+                    early.add(i)
             if on_step is not None:
                 on_step(step)
     finally:
@@ -198,6 +202,7 @@ def fit_packed(runs: Sequence[PackedRun], cfg: TrainConfig, accelerator: Any,
         steps=last_step[i], best_score=r.best.score if r.best else None, best_step=r.best.step if r.best else None,
         history=logs[i].history, seconds=seconds, examples_per_s=rows[i] * accelerator.num_processes / max(seconds, 1e-9),
         step_time_ms=1000 * sum(step_times) / max(len(step_times), 1), peak_memory_mb=peak_memory_mb(device),
+        stopped_early=i in early,
     ) for i, r in enumerate(runs)]
     return results, stopped
 
