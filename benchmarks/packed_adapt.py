@@ -21,6 +21,7 @@ the dev evaluations inside training, and the rest (test scoring, the feature cac
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import tempfile
 import time
@@ -40,6 +41,38 @@ def phases(records: list[dict], seconds: float, steps: int) -> dict:
     train_s = sum(r["train_seconds"] for r in packs.values())
     return {"steps_seconds": steps_s, "dev_eval_seconds": train_s - steps_s, "other_seconds": seconds - train_s,
             "step_time_ms": sum(r["step_time_ms"] for r in packs.values()) / len(packs)}
+
+
+def profile_context(device: str):
+    """torch.profiler over the host and, on a GPU, the device."""
+    from torch.profiler import ProfilerActivity, profile
+
+    return profile(activities=[ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else []))
+
+
+def write_profile(prof, path: str, label: str, seconds: float) -> dict:
+    """The profiled mode's GPU-busy share (the sum of every kernel's own device time against the wall-clock) and
+    its top operations by device and by host time, written to ``path``; returns the share and the totals."""
+    from torch.autograd import DeviceType
+
+    spans = sorted((e.time_range.start, e.time_range.end) for e in prof.events() if e.device_type == DeviceType.CUDA)
+    device_us, reach = 0.0, float("-inf")
+    for start, end in spans:  # the union of the kernels' intervals: time the GPU had work
+        if end > reach:
+            device_us += end - max(start, reach)
+            reach = end
+    events = prof.key_averages()
+    summary = {"wall_s": seconds, "gpu_busy_s": device_us / 1e6, "gpu_busy_share": device_us / 1e6 / seconds}
+    tables = [f"{label}: wall {seconds:.1f} s, GPU busy {device_us / 1e6:.1f} s ({summary['gpu_busy_share']:.0%})"]
+    for key in ("self_cuda_time_total", "self_cpu_time_total"):
+        try:
+            tables.append(events.table(sort_by=key, row_limit=30, max_name_column_width=70))
+        except Exception as error:  # noqa: BLE001 - a profiler without device columns (CPU)
+            tables.append(f"(no table by {key}: {error})")
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text("\n\n".join(tables))
+    print(tables[0], flush=True)
+    return summary
 
 
 def settings(args: argparse.Namespace) -> list[str]:
@@ -84,6 +117,8 @@ def main() -> None:
     parser.add_argument("--modes", default="off,on", help="pack settings to time, in order (off, on, on:key=value,...)")
     parser.add_argument("--grid", action="store_true", help="the 4 x 4 learning-rate grid: dept-scratch, k=32, seed 0, 16 runs")
     parser.add_argument("--smoke", action="store_true", help="CPU-sized: the shipped tiny backbone, 2 runs an arm, tiny sets")
+    parser.add_argument("--profile", default=None, help="a text file: the last mode runs under torch.profiler, and its "
+                        "GPU-busy share and top operations (by GPU and by host time) go there")
     parser.add_argument("--out", default=None, help="JSON file for the figures")
     args = parser.parse_args()
     if args.grid:
@@ -113,18 +148,24 @@ def main() -> None:
             method, transfer = ARMS[arm]
             row: dict = {}
             records = {}
-            for mode in args.modes.split(";") if ";" in args.modes else args.modes.split(","):
+            modes = args.modes.split(";") if ";" in args.modes else args.modes.split(",")
+            for mode in modes:
                 pack, _, extra = mode.partition(":")
                 config = load_config(None, common + [f"method={method}", f"adapt.source={sources[method] if transfer else 'none'}",
                                                      f"output_dir={root / arm / mode.replace(':', '_')}", f"adapt.pack={pack}",
                                                      *(e for e in extra.split(",") if e)])
                 if device == "cuda":
                     torch.cuda.synchronize()
+                profiling = args.profile and mode == modes[-1]
+                profiler = profile_context(device) if profiling else contextlib.nullcontext()
                 t = time.perf_counter()
-                result = run_adapt(config, show_progress=False)
-                if device == "cuda":
-                    torch.cuda.synchronize()
+                with profiler as prof:
+                    result = run_adapt(config, show_progress=False)
+                    if device == "cuda":
+                        torch.cuda.synchronize()
                 row[f"{mode}_seconds"] = time.perf_counter() - t
+                if profiling:
+                    row["profile"] = write_profile(prof, args.profile, f"{arm} pack={mode}", row[f"{mode}_seconds"])
                 records[mode] = result["records"]
                 row[f"{mode}_peak_memory_mb"] = max(r["peak_memory_mb"] for r in result["records"])
                 row[f"{mode}_phases"] = split = phases(result["records"], row[f"{mode}_seconds"], args.steps)

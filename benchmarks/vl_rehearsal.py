@@ -61,12 +61,14 @@ def sync() -> None:
 
 
 def memory_mb() -> dict[str, float]:
-    """This process's resident memory (VmRSS) and its anonymous and file-backed parts, in MiB (Linux)."""
+    """This process's resident memory (VmRSS) and its parts, in MiB (Linux): anonymous (private to the process),
+    file-backed (here mostly the memory-mapped feature store: the machine's page cache, one copy shared by every
+    process that reads the store, dropped by the kernel under pressure) and shared memory."""
     fields = {}
     status = Path("/proc/self/status")
     for line in status.read_text().splitlines() if status.is_file() else []:
         key, _, value = line.partition(":")
-        if key in ("VmRSS", "RssAnon", "RssFile"):
+        if key in ("VmRSS", "RssAnon", "RssFile", "RssShmem"):
             fields[key] = int(value.split()[0]) / 1024
     return fields
 
@@ -185,10 +187,14 @@ def stage_features(args: argparse.Namespace) -> dict[str, Any]:
     from dept_vl.train.run import Run
 
     sizes, figures = args.sizes, {"encoders": {}}
+    store_root = paths(args)["features"]
+    if store_root.exists():  # a cold extraction is what this stage measures: an earlier stage's stored images go
+        print(f"features: emptying {store_root} (this stage times extraction from an empty store)", flush=True)
+        shutil.rmtree(store_root)
     for name in args.encoders:
         began = time.perf_counter()
         config = load_config(RECIPE, settings(args, name))
-        run = Run.setup(config, list(TASKS))
+        run = Run.setup(config, list(TASKS), scored=[])  # extraction scores nothing: no metric package needed
         sets = [run.load(task, split, None) for task in TASKS for split in ("train", "dev", "test")]
         images = images_by_id(sets)
         ids = sorted(images)
@@ -235,15 +241,18 @@ def stage_features(args: argparse.Namespace) -> dict[str, Any]:
                              "vs_limit": round(encoded / wall / ceiling, 3) if wall else None}
         row["store"] = {"folder": str(folder), "bytes": store, "bytes_per_image": round(store / max(1, len(ids)))}
         rss = [m.get("VmRSS", 0.0) for m in row["memory_mb"].values()]
-        row["memory_ratio"] = round(rss[1] / rss[0], 3) if rss[0] else None
+        private = [m.get("RssAnon", 0.0) for m in row["memory_mb"].values()]
+        row["memory_ratio"] = round(private[1] / private[0], 3) if private[0] else None  # the process's own memory
+        row["resident_ratio"] = round(rss[1] / rss[0], 3) if rss[0] else None  # with the store's shared page cache
         row["wall_s"] = round(time.perf_counter() - began, 1)
         figures["encoders"][name] = row
         e = row["extraction"]
         print(f"features {name} ({row['encoder']}, {row['visual_tokens']} x {row['width']}): {len(ids)} images; decode "
               f"{row['decode']['images_per_s']:.0f} img/s ({args.workers} workers), encoder alone {encoder_rate:.0f} img/s; "
               f"extraction {e['images_per_s']} img/s (encode {e['encode_images_per_s']} img/s, {e['vs_limit']:.0%} of the "
-              f"{e['limited_by']}'s rate); store {store / 2**20:.1f} MiB; RSS {rss[0]:.0f} -> {rss[1]:.0f} MiB "
-              f"({row['memory_ratio']}x); {row['wall_s']} s", flush=True)
+              f"{e['limited_by']}'s rate); store {store / 2**20:.1f} MiB; private memory {private[0]:.0f} -> {private[1]:.0f} MiB "
+              f"({row['memory_ratio']}x), resident with the mapped store {rss[0]:.0f} -> {rss[1]:.0f} MiB "
+              f"({row['resident_ratio']}x); {row['wall_s']} s", flush=True)
         del run, collate, sets, images
         gc.collect()
         if torch.cuda.is_available():

@@ -14,6 +14,7 @@ go on undisturbed.
 from __future__ import annotations
 
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -88,6 +89,52 @@ def packed_step_peak(models: Sequence[DePTModel], batches: Sequence[dict[str, to
     return int(torch.cuda.max_memory_allocated(device))
 
 
+class NextBatches:
+    """The pack's batches, each step's collated on a background thread while the device runs the step before
+    (pinned on a GPU, so that copying them there need not wait for that step). Collation only ever overlaps the
+    training step: :meth:`settle` is called before anything else of the host uses the tokenizer (evaluation)."""
+
+    def __init__(self, runs: Sequence[PackedRun], device: torch.device):
+        self.runs, self.pin = runs, device.type == "cuda"
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="dept-vl-collate")
+        self.pending: tuple[int, Future] | None = None
+        self.ready: tuple[int, dict[int, Batch]] | None = None
+
+    def _collate(self, step: int, active: Sequence[int]) -> dict[int, Batch]:
+        out = {}
+        for i in active:
+            batch = self.runs[i].batches[step]
+            out[i] = Batch(batch.task, {k: v.pin_memory() for k, v in batch.tensors.items()}) if self.pin else batch
+        return out
+
+    def get(self, step: int, active: Sequence[int]) -> list[Batch]:
+        """Step ``step``'s batch of each run in ``active`` (collated ahead where :meth:`ahead` asked for it)."""
+        self.settle()
+        made = self.ready[1] if self.ready is not None and self.ready[0] == step else {}
+        self.ready = None
+        missing = [i for i in active if i not in made]
+        made = {**made, **(self._collate(step, missing) if missing else {})}
+        return [made[i] for i in active]
+
+    def ahead(self, step: int, active: Sequence[int]) -> None:
+        """Start collating step ``step`` for ``active`` in the background."""
+        self.settle()
+        self.pending = (step, self.pool.submit(self._collate, step, list(active)))
+
+    def settle(self) -> None:
+        """Wait for the collation under way (its errors raise here) and keep what it made for :meth:`get`."""
+        if self.pending is not None:
+            step, future = self.pending
+            self.pending = None
+            self.ready = (step, future.result())
+
+    def close(self) -> None:
+        try:
+            self.settle()
+        finally:
+            self.pool.shutdown(wait=True)
+
+
 class PackedTraining:
     """The optimizer, schedule and step of a pack (as :class:`dept_vl.train.loop.Training` is for one run)."""
 
@@ -155,13 +202,16 @@ def fit_packed(runs: Sequence[PackedRun], cfg: TrainConfig, accelerator: Any,
     rows = [0] * len(runs)
     step, step_times, t0 = 0, [], time.perf_counter()
     models = [r.model for r in runs]
+    upcoming = NextBatches(runs, device)
     try:
         _train_mode(models, True)
         while step < cfg.max_steps and active:
             t_step = time.perf_counter()
-            batches = [runs[i].batches[step] for i in active]
+            batches = upcoming.get(step, active)
             tensors = [fastpath.prepare_batch(b.tensors, device) for b in batches]
             losses = training.step(active, tensors)
+            if step + 1 < cfg.max_steps:
+                upcoming.ahead(step + 1, active)  # collated while the device runs this step
             nonfinite[active] |= ~torch.isfinite(losses)
             for j, (i, batch, t) in enumerate(zip(active, batches, tensors)):
                 meters[i].add(batch.task, losses[j], int(t["input_ids"].shape[0]))
@@ -183,6 +233,7 @@ def fit_packed(runs: Sequence[PackedRun], cfg: TrainConfig, accelerator: Any,
                     logs[i].train(meters[i].record(step, training.learning_rates(i), 1, accelerator.num_processes),
                                   training.group_names(i))
             if at_eval and active:
+                upcoming.settle()  # no collation beside evaluation: they share the tokenizer
                 _train_mode(models, False)
                 scores = evaluate(list(active))
                 for i, score in zip(active, scores):
@@ -195,6 +246,7 @@ def fit_packed(runs: Sequence[PackedRun], cfg: TrainConfig, accelerator: Any,
             if on_step is not None:
                 on_step(step)
     finally:
+        upcoming.close()
         for log in logs:
             log.close()
     seconds = time.perf_counter() - t0
