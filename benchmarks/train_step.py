@@ -157,12 +157,12 @@ def build_variant(name: str, size: str, device: str, args: argparse.Namespace) -
         compiled = base_name != "dept_eager" and not args.no_compile
         # the training loop's own step: the same optimizer, schedule, clipping, attention and compiled loss
         cfg = TrainConfig(max_steps=10**6, warmup_steps=0, compile="on" if compiled else "off",
-                          attention=LEVERS.get(lever, args.attention))
+                          attention=LEVERS.get(lever, args.attention), compile_scope=args.compile_scope)
         training = prepare_training(model, cfg, Accelerator(cpu=not on_gpu), max_length=S)
         if compiled and (args.mode != "reduce-overhead" or args.static_shapes or not on_gpu):
             # levers the loop does not take: another compile mode, static shapes, or a CPU debug backend
             training.loss_fn = compiling.compile_loss(training.wrapped, mode=args.mode, dynamic=not args.static_shapes,
-                                                     backend="inductor" if on_gpu else args.cpu_backend)
+                                                     backend="inductor" if on_gpu else args.cpu_backend, scope=args.compile_scope)
 
         def step(b):
             training.step([b])
@@ -629,6 +629,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--mode", default="reduce-overhead", choices=compiling.COMPILE_MODES)
     p.add_argument("--attention", default="sdpa", choices=fastpath.ATTENTION_CHOICES, help="attention of the *_fast rows")
     p.add_argument("--no-compile", action="store_true")
+    p.add_argument("--compile-scope", default="model", choices=("model", "blocks"),
+                   help="train.compile_scope: the whole loss, or each transformer block (regional compilation)")
     p.add_argument("--static-shapes", action="store_true", help="compile once per bucket width instead of one dynamic graph")
     p.add_argument("--cpu-backend", default="eager", help="torch.compile backend on the CPU (smoke)")
     p.add_argument("--no-generate", dest="generate", action="store_false")
@@ -653,7 +655,7 @@ def main(argv: list[str] | None = None) -> dict:
         "build_and_run_s": {}, "vl": None,
         "config": {"size": args.size, "model": SIZES[args.size], "batch": args.batch, "steps": args.steps, "m": M, "r": R, "s": S,
                    "pt_tokens": PT_TOKENS, "lora_r": LORA_R, "label_len": LABEL_LEN, "buckets": args.buckets, "mode": args.mode,
-                   "attention": args.attention, "compile": not args.no_compile, "dynamic": not args.static_shapes, "smoke": args.smoke, "dropout": 0.1,
+                   "attention": args.attention, "compile": not args.no_compile, "compile_scope": args.compile_scope, "dynamic": not args.static_shapes, "smoke": args.smoke, "dropout": 0.1,
                    "glue_lengths": "lognormal median 40 sigma 0.6 clipped [8, 256], seed 0"},
     }
     log("env", out["env"])

@@ -186,6 +186,9 @@ class TrainConfig:
     save_every: int = option(250, "write a checkpoint every this many steps (0 = never)", minimum=0)
     compile: str = option("auto", "torch.compile the training step: auto (single GPU, >= 3,000 steps: where the compile repays itself), on or off",
                           choices=("auto", "on", "off"))
+    compile_scope: str = option("model", "what a compiled step compiles: model (the whole loss, one graph) or blocks "
+                                "(each transformer block once, its code reused by every layer: a shorter cold compile)",
+                                choices=("model", "blocks"))
     attention: str = option("auto", "attention kernel: auto (biased_sdpa for T5 with a frozen base on GPU), keep (the "
                             "model's own), eager, sdpa, biased_sdpa or biased_cudnn",
                             choices=("auto", "keep", "eager", "sdpa", "biased_sdpa", "biased_cudnn"))

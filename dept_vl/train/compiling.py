@@ -1,5 +1,5 @@
 """Compiling the training step: one ``torch.compile`` of the loss for every width, batch size and number of visual
-tokens a run sees (:func:`compile_loss`), the compiler's caches in dept-vl's cache folder (:func:`use_compile_cache`),
+tokens a run sees (:func:`compile_loss`), or each transformer block once (:func:`compile_blocks`), the compiler's caches in dept-vl's cache folder (:func:`use_compile_cache`),
 and ``train.compile=auto``'s decision from the measured compile cost and step saving (:func:`compile_choice`)."""
 
 from __future__ import annotations
@@ -31,6 +31,50 @@ def use_compile_cache() -> Path:
     return Path(os.environ["TORCHINDUCTOR_CACHE_DIR"])
 
 
+def repeated_blocks(model: nn.Module) -> list[nn.Module]:
+    """The transformer blocks of ``model``, in order: the elements of each ``nn.ModuleList`` whose elements are all of
+    one class (T5's ``block``, BART's ``layers``), outside any block already found."""
+    found: list[tuple[str, nn.Module]] = []
+    for name, module in model.named_modules():
+        if any(name.startswith(prefix + ".") for prefix, _ in found):
+            continue
+        if isinstance(module, nn.ModuleList) and len(module) > 1 and len({type(m) for m in module}) == 1:
+            found += [(f"{name}.{i}", m) for i, m in enumerate(module)]
+    return [m for _, m in found]
+
+
+def compile_blocks(model: nn.Module, *, backend: str = "inductor", fullgraph: bool = False) -> int:
+    """Regional compilation: compile each transformer block of ``model`` in place (``nn.Module.compile``), all of
+    its dimensions dynamic, for training: a block in eval mode (evaluation's generation, with its decoder cache)
+    runs eager. The blocks of one class share one code object, so the compiler traces a block once and reuses it
+    for every layer (a second graph where a layer's guards differ, as T5's first block, which holds the position
+    bias); the code around the blocks (embeddings, the loss) stays eager. No CUDA graphs: a block runs many times a
+    step. Returns the number of blocks compiled.
+
+    Raises:
+        ValueError: ``model`` has no repeated blocks."""
+    blocks = repeated_blocks(model)
+    if not blocks:
+        raise ValueError(f"train.compile_scope=blocks: {type(model).__name__} has no repeated blocks (an nn.ModuleList of "
+                         f"one module class) to compile; use train.compile_scope=model")
+    options: dict[str, Any] = {"backend": backend, "fullgraph": fullgraph, "dynamic": True}
+    if backend == "inductor":
+        use_compile_cache()
+    for block in blocks:
+        _compile_for_training(block, torch.compile(block._call_impl, **options))
+    return len(blocks)
+
+
+def _compile_for_training(block: nn.Module, compiled: Callable[..., Any]) -> None:
+    """Route ``block``'s calls in training mode to ``compiled`` (``nn.Module.compile``'s own hook), eval mode eager."""
+    eager = block._call_impl
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        return compiled(*args, **kwargs) if block.training else eager(*args, **kwargs)
+
+    block._compiled_call_impl = call
+
+
 def compile_loss(
     model: nn.Module,
     *,
@@ -39,6 +83,7 @@ def compile_loss(
     dynamic: bool = True,
     backend: str = "inductor",
     fullgraph: bool = False,
+    scope: str = "model",
 ) -> Callable[..., torch.Tensor]:
     """``loss_fn(**batch) -> loss``: the model's loss, compiled (or plain with ``enabled=False``).
 
@@ -59,11 +104,18 @@ def compile_loss(
             aligned for a symbolic length).
         backend: ``"inductor"``, or ``"aot_eager"`` / ``"eager"`` to debug tracing on CPU (mode ignored).
         fullgraph: fail on a graph break instead of splitting the graph.
+        scope: ``"model"`` (the loss, one graph) or ``"blocks"`` (:func:`compile_blocks`: each transformer block,
+            the rest eager; ``mode`` and ``dynamic`` do not apply).
     """
     if mode not in COMPILE_MODES:
         raise ValueError(f"mode={mode!r} is unknown; choose one of {', '.join(COMPILE_MODES)}")
+    if scope not in ("model", "blocks"):
+        raise ValueError(f"scope={scope!r} is unknown; choose model or blocks")
     loss_fn = training_loss(model)
     if not enabled:
+        return loss_fn
+    if scope == "blocks":
+        compile_blocks(model, backend=backend, fullgraph=fullgraph)
         return loss_fn
     # dynamic=False: one static graph per bucket width (torch.compile's own limit is 8 recompilations)
     options: dict[str, Any] = {"backend": backend, "fullgraph": fullgraph, "dynamic": None if dynamic else False}

@@ -240,7 +240,8 @@ def prepare_training(model: torch.nn.Module, cfg: TrainConfig, accelerator: Any,
     else:
         wrapped, optimizer = accelerator.prepare(model, optimizer)
     # the fast path: one compiled graph over length buckets (CUDA graphs unless accumulating gradients)
-    loss_fn = compiling.compile_loss(wrapped, enabled=compiled, mode="reduce-overhead" if cfg.grad_accum == 1 else "max-autotune-no-cudagraphs")
+    loss_fn = compiling.compile_loss(wrapped, enabled=compiled, mode="reduce-overhead" if cfg.grad_accum == 1 else "max-autotune-no-cudagraphs",
+                                     scope=cfg.compile_scope)
     return Training(wrapped, optimizer, scheduler, loss_fn, trainable, names, compiled, by_hand, max_length, cfg.max_grad_norm, accelerator)
 
 
