@@ -1,0 +1,93 @@
+"""Time to the first compiled step of ``dept-vl pretrain``, cold and warm, and the recompilations of a run.
+
+For each ``train.compile_scope`` asked (``blocks``: each transformer block compiled once; ``model``: the whole loss),
+the same command runs twice in fresh processes with one new dept-vl cache folder (``DEPT_VL_CACHE``): the first
+starts with empty compiler caches (cold), the second finds what the first left there (warm). Each run is timed from
+the launch of the command to its first step's log line (``train.log_every=1``: that line is written after the
+step's loss reached the host), and its recompilations are counted from the compiler's own log
+(``TORCH_LOGS=recompiles``), those of the first step apart. Then the steady step time, from the run's last log lines.
+
+    PYTHONUNBUFFERED=1 PYTHONPATH=. python3 benchmarks/cold_start.py --out benchmarks/results/cold-start-t5-base.json
+    python benchmarks/cold_start.py --smoke      # CPU, tiny preset, compile_scope=blocks: seconds to a minute
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def timed_run(command: list[str], env: dict[str, str], log_file: Path, timeout: float) -> dict:
+    """Run ``command``; the seconds until ``log_file`` holds its first step, the whole wall time, the recompiles."""
+    start = time.perf_counter()
+    output_file = log_file.parent.with_name(log_file.parent.name + ".out")
+    with output_file.open("w") as sink:
+        process = subprocess.Popen(command, env=env, stdout=sink, stderr=subprocess.STDOUT, text=True)
+        first_step, during_first = None, 0
+        while process.poll() is None:
+            if first_step is None and log_file.is_file() and '"loss"' in log_file.read_text():
+                first_step = time.perf_counter() - start
+                sink.flush()
+                during_first = output_file.read_text().count("Recompiling function")
+            if time.perf_counter() - start > timeout:
+                process.kill()
+                raise TimeoutError(f"{' '.join(command)} ran past {timeout:.0f} s")
+            time.sleep(0.05)
+    wall = time.perf_counter() - start
+    output = output_file.read_text()
+    if process.returncode:
+        raise RuntimeError(f"the run failed ({process.returncode}):\n{output[-3000:]}")
+    records = [json.loads(line) for line in log_file.read_text().splitlines() if '"loss"' in line]
+    steady = [r["step_time_ms"] for r in records[len(records) // 2:]]
+    total = output.count("Recompiling function")
+    # a recompile of the first step is a shared block's second variant (T5's first block holds the position bias)
+    return {"first_step_s": first_step, "wall_s": wall, "recompiles_first_step": during_first,
+            "recompiles_after_first_step": total - during_first,
+            "steady_step_ms": sorted(steady)[len(steady) // 2] if steady else None, "steps": len(records)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default="t5-base-random")
+    parser.add_argument("--scopes", default="blocks,model", help="train.compile_scope values, in order")
+    parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--timeout", type=float, default=420.0, help="seconds a run may take")
+    parser.add_argument("--smoke", action="store_true")
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args()
+    if args.smoke:
+        args.preset, args.scopes, args.steps, args.batch_size = "tiny", "blocks", 6, 4
+
+    figures: dict = {"preset": args.preset, "steps": args.steps, "batch_size": args.batch_size, "runs": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        for scope in args.scopes.split(","):
+            env = {**os.environ, "DEPT_VL_CACHE": str(Path(tmp) / f"cache-{scope}"), "TORCH_LOGS": "recompiles",
+                   "PYTHONUNBUFFERED": "1"}
+            env.pop("TORCHINDUCTOR_CACHE_DIR", None)
+            env.pop("TRITON_CACHE_DIR", None)
+            for label in ("cold", "warm"):
+                out = Path(tmp) / f"{scope}-{label}"
+                command = [sys.executable, "-m", "dept_vl.cli", "pretrain", "--config", "shapes_pretrain",
+                           f"model.preset={args.preset}", "data.feature_cache=true", f"train.max_steps={args.steps}",
+                           f"train.batch_size={args.batch_size}", "train.compile=on", f"train.compile_scope={scope}",
+                           "train.log_every=1", f"train.eval_every={args.steps}", "train.save_every=0",
+                           "data.eval_size=32", f"output_dir={out}"]
+                row = timed_run(command, env, out / "log.jsonl", args.timeout)
+                figures["runs"][f"{scope}-{label}"] = row
+                print(f"compile_scope={scope} {label}: first step {row['first_step_s']:.1f} s after the command, "
+                      f"{row['recompiles_after_first_step']} recompilations after it ({row['recompiles_first_step']} in it) in {row['steps']} steps, steady step {row['steady_step_ms']:.1f} ms, "
+                      f"wall {row['wall_s']:.1f} s", flush=True)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(figures, indent=2))
+
+
+if __name__ == "__main__":
+    main()
