@@ -109,5 +109,68 @@ def test_bart_a_static_cache_generates_what_the_dynamic_cache_generates(beams, s
 
 
 def test_eval_cache_is_checked():
-    with pytest.raises(ValueError, match="eval.cache='compiled'"):
-        load_config(None, ["eval.cache=compiled"])
+    with pytest.raises(ValueError, match="eval.cache=.offloaded."):
+        load_config(None, ["eval.cache=offloaded"])
+
+
+def test_the_static_cache_decoder_compiles_as_one_graph_and_generates_the_same_tokens(t5_run):
+    """What transformers does on a GPU with eval.cache=static (compiling greedy decoding's step; it leaves beam
+    search eager), forced on the CPU with the plain backend and fullgraph: DePT's and the VL model's decoding step has
+    no graph break, and the compiled step generates the eager tokens, with and without images."""
+    beams = 1
+    import torch._dynamo.utils
+    from transformers import CompileConfig
+
+    from dept_vl.train.predict import generation_options
+
+    compile_config = CompileConfig(fullgraph=True, backend="eager", mode=None)
+    if not hasattr(compile_config, "_compile_all_devices"):
+        pytest.skip("this transformers compiles generation on accelerators only")
+    compile_config._compile_all_devices = True
+    run, examples, models = t5_run
+    eager = dataclasses.replace(run.config.eval, num_beams=beams, cache="dynamic")
+    static = dataclasses.replace(eager, cache="static")
+    stats = torch._dynamo.utils.counters["stats"]
+    for task in ("shapes_count", "shapes_para"):
+        batch = run.collator([examples[task]])(examples[task], with_labels=False)
+        for model in models:
+            expected = model.generate(**batch, **generation_options(eager))
+            torch._dynamo.reset()
+            graphs = stats["unique_graphs"]
+            got = model.generate(**batch, **generation_options(static), compile_config=compile_config)
+            assert stats["unique_graphs"] > graphs  # the step was compiled (fullgraph: a graph break would raise)
+            assert torch.equal(got, expected)
+    torch._dynamo.reset()
+
+
+@pytest.mark.parametrize("beams", [1, 3])
+def test_compiled_decoding_predicts_what_eager_decoding_predicts(t5_run, beams, monkeypatch):
+    """eval.cache=compiled: the decoding model compiled (here with a counting backend: no code generation on a CPU)
+    for greedy and beam search, through predict and predict_packed, with and without images: the eager predictions;
+    afterwards the model runs eager again (training never meets the compiled decoder)."""
+    from dept_vl.train import predict as predicting
+
+    calls: list[int] = []
+
+    def counting(graph, example_inputs):  # runs the traced graph as it is, counting its calls
+        def run(*args):
+            calls.append(1)
+            return graph.forward(*args)
+
+        return run
+
+    monkeypatch.setattr(predicting, "DECODING_COMPILE", {"backend": counting})
+    torch._dynamo.reset()
+    run, examples, models = t5_run
+    for task in ("shapes_count", "shapes_para"):
+        collate = run.collator([examples[task]])
+        eager = dataclasses.replace(run.config.eval, num_beams=beams, cache="dynamic")
+        compiled = dataclasses.replace(eager, cache="compiled")
+        alone = [predicting.predict(m, examples[task], collate, run.base.tokenizer, eager) for m in models]
+        before = len(calls)
+        assert [predicting.predict(m, examples[task], collate, run.base.tokenizer, compiled) for m in models] == alone
+        assert len(calls) > before  # the decoding ran compiled
+        assert predicting.predict_packed(models, [examples[task]] * 2, collate, run.base.tokenizer, compiled) == alone
+    assert predicting.decoding_model(models[0]) is run.base.text_model
+    assert run.base.text_model._compiled_call_impl is None
+    torch._dynamo.reset()

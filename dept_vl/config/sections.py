@@ -216,9 +216,10 @@ class EvalConfig:
     split: str = option("test", "split scored at the end of a run: train, dev or test", choices=("train", "dev", "test"))
     pack_rows: int = option(1024, "packed evaluation: the most rows of one generation call that several runs' batches "
                             "share (each run's batches stay its own)", minimum=1)
-    cache: str = option("dynamic", "the decoder's key/value cache in generation: dynamic (grows a token at a time) or "
-                        "static (preallocated: the same tokens; on a GPU, generate compiles the decoder step with CUDA "
-                        "graphs)", choices=("dynamic", "static"))
+    cache: str = option("dynamic", "the decoder's key/value cache in generation: dynamic (grows a token at a time), "
+                        "static (preallocated: the same tokens; on a GPU transformers compiles greedy decoding's step) or "
+                        "compiled (static, and the decoding model compiled for greedy and beam search: CUDA graphs on a GPU)",
+                        choices=("dynamic", "static", "compiled"))
 
     def __post_init__(self) -> None:
         check_section(self, "eval")

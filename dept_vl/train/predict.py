@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import torch
 
@@ -16,12 +17,59 @@ from dept_vl.io import write_text_atomic
 
 def generation_options(cfg: EvalConfig, max_new_tokens: int | None = None) -> dict[str, Any]:
     """The ``generate`` options of every evaluation: deterministic (greedy or beam search), ``cfg``'s beams, length
-    penalty and decoder cache (``eval.cache=static``: a preallocated cache)."""
-    options = {"max_new_tokens": max_new_tokens or cfg.max_new_tokens, "num_beams": cfg.num_beams,
-               "length_penalty": cfg.length_penalty, "do_sample": False}
-    if cfg.cache == "static":
+    penalty and decoder cache (``eval.cache=static`` or ``compiled``: a preallocated cache; with ``compiled``,
+    :func:`compiled_decoding` compiles the model, so transformers' own compilation of the greedy step is off)."""
+    options: dict[str, Any] = {"max_new_tokens": max_new_tokens or cfg.max_new_tokens, "num_beams": cfg.num_beams,
+                               "length_penalty": cfg.length_penalty, "do_sample": False}
+    if cfg.cache in ("static", "compiled"):
         options["cache_implementation"] = "static"
+    if cfg.cache == "compiled":
+        options["disable_compile"] = True
     return options
+
+
+# how eval.cache=compiled compiles the decoding model (tests put a plain backend here: no code generation on a CPU)
+DECODING_COMPILE: dict[str, Any] = {"backend": "inductor"}
+
+
+def decoding_model(model: Any) -> Any:
+    """The transformers model whose ``generate`` does the decoding inside ``model`` (a DePT-family model's base, the
+    VL model's text model, or ``model`` itself), or None."""
+    from transformers import PreTrainedModel
+
+    return next((m for m in model.modules() if isinstance(m, PreTrainedModel)), None)
+
+
+@contextlib.contextmanager
+def compiled_decoding(model: Any, cfg: EvalConfig) -> Iterator[None]:
+    """With ``eval.cache=compiled``, the decoding model's forward compiled for the ``generate`` calls inside (greedy
+    and beam search; with the static cache every step of a call has the same shapes: one CUDA graph a shape on a GPU),
+    and restored afterwards, so training never runs it; otherwise nothing.
+
+    Raises:
+        ValueError: ``model`` holds no transformers model to compile."""
+    if cfg.cache != "compiled":
+        yield
+        return
+    target = decoding_model(model)
+    if target is None:
+        raise ValueError(f"eval.cache=compiled: {type(model).__name__} holds no transformers model to compile; use eval.cache=static")
+    options = dict(DECODING_COMPILE)
+    if options.get("backend") == "inductor":
+        from dept_vl.train.compiling import use_compile_cache
+
+        use_compile_cache()
+        options.setdefault("mode", "reduce-overhead" if next(target.parameters()).device.type == "cuda" else None)
+    compiled = getattr(target, "_dept_vl_decoding", None)
+    if compiled is None or compiled[0] != options:  # one compiled callable a model and setting: its graphs are kept
+        compiled = (options, torch.compile(target._call_impl, dynamic=None, **options))
+        target._dept_vl_decoding = compiled
+    previous = target._compiled_call_impl
+    target._compiled_call_impl = compiled[1]
+    try:
+        yield
+    finally:
+        target._compiled_call_impl = previous
 
 
 def length_batches(examples: Sequence[Example], batch_size: int) -> list[list[int]]:
@@ -46,12 +94,13 @@ def predict(
     was_training = model.training
     model.eval()
     pairs: list[tuple[int, str]] = []
-    for indices in batches[rank::world]:
-        batch = collate([examples[i] for i in indices], with_labels=False)
-        batch = {k: v.to(device) for k, v in batch.items()}
-        output = model.generate(**batch, **generation_options(cfg, max_new_tokens))
-        texts = tokenizer.batch_decode(output, skip_special_tokens=True)
-        pairs += list(zip(indices, (t.strip() for t in texts)))
+    with compiled_decoding(model, cfg):
+        for indices in batches[rank::world]:
+            batch = collate([examples[i] for i in indices], with_labels=False)
+            batch = {k: v.to(device) for k, v in batch.items()}
+            output = model.generate(**batch, **generation_options(cfg, max_new_tokens))
+            texts = tokenizer.batch_decode(output, skip_special_tokens=True)
+            pairs += list(zip(indices, (t.strip() for t in texts)))
     model.train(was_training)
     if world > 1:
         from accelerate.utils import gather_object
@@ -94,13 +143,14 @@ def predict_packed(
     for model in models:
         model.eval()
     found: list[tuple[int, int, str]] = []
-    for call in calls[rank::world]:
-        groups = [(models[run], {k: v.to(device) for k, v in collate([example_sets[run][i] for i in indices], with_labels=False).items()})
-                  for run, indices in call]
-        outputs = packed_generate(groups, **generation_options(cfg, max_new_tokens))
-        for (run, indices), output in zip(call, outputs):
-            texts = tokenizer.batch_decode(output, skip_special_tokens=True)
-            found += [(run, i, t.strip()) for i, t in zip(indices, texts)]
+    with compiled_decoding(models[0], cfg):  # the pack's one base
+        for call in calls[rank::world]:
+            groups = [(models[run], {k: v.to(device) for k, v in collate([example_sets[run][i] for i in indices], with_labels=False).items()})
+                      for run, indices in call]
+            outputs = packed_generate(groups, **generation_options(cfg, max_new_tokens))
+            for (run, indices), output in zip(call, outputs):
+                texts = tokenizer.batch_decode(output, skip_special_tokens=True)
+                found += [(run, i, t.strip()) for i, t in zip(indices, texts)]
     for model, mode in zip(models, modes):
         model.train(mode)
     if world > 1:
