@@ -95,3 +95,20 @@ def test_blocks_in_eval_mode_run_eager():
 def test_a_model_without_repeated_blocks_is_refused():
     with pytest.raises(ValueError, match="compile_scope=model"):
         compile_loss(torch.nn.Linear(3, 3), backend="eager", scope="blocks")
+
+
+def test_the_loop_compiles_blocks_when_asked(monkeypatch):
+    from accelerate import Accelerator
+
+    from dept_vl.config import TrainConfig
+    from dept_vl.train import compiling
+    from dept_vl.train.loader import Batch
+    from dept_vl.train.loop import train_loop
+
+    compiled: list[int] = []
+    monkeypatch.setattr(compiling, "compile_blocks", lambda model, **kw: compiled.append(len(repeated_blocks(model))))
+    model = dept(t5(2))
+    cfg = TrainConfig(max_steps=1, warmup_steps=0, log_every=1, eval_every=10**6, save_every=0, compile="on",
+                      compile_scope="blocks")
+    train_loop(model, [Batch("t", batch(2, 7, 0))], cfg, Accelerator(cpu=True), show_progress=False)
+    assert compiled == [4]  # the model's 2 encoder and 2 decoder blocks, once

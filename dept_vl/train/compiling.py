@@ -44,7 +44,7 @@ def repeated_blocks(model: nn.Module) -> list[nn.Module]:
 
 
 def compile_blocks(model: nn.Module, *, backend: str = "inductor", fullgraph: bool = False) -> int:
-    """Regional compilation: compile each transformer block of ``model`` in place (``nn.Module.compile``), all of
+    """Regional compilation: compile each transformer block of ``model`` in place (through ``nn.Module.compile``'s hook), all of
     its dimensions dynamic, for training: a block in eval mode (evaluation's generation, with its decoder cache)
     runs eager. The blocks of one class share one code object, so the compiler traces a block once and reuses it
     for every layer (a second graph where a layer's guards differ, as T5's first block, which holds the position
