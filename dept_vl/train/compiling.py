@@ -1,6 +1,7 @@
 """Compiling the training step: one ``torch.compile`` of the loss for every width, batch size and number of visual
-tokens a run sees (:func:`compile_loss`), or each transformer block once (:func:`compile_blocks`), the compiler's caches in dept-vl's cache folder (:func:`use_compile_cache`),
-and ``train.compile=auto``'s decision from the measured compile cost and step saving (:func:`compile_choice`)."""
+tokens a run sees (:func:`compile_loss`) or each transformer block once (:func:`compile_blocks`), the compiler's
+caches in dept-vl's cache folder (:func:`use_compile_cache`), and ``train.compile=auto``'s decision from the
+measured compile cost and step saving (:func:`compile_choice`)."""
 
 from __future__ import annotations
 
@@ -44,8 +45,8 @@ def repeated_blocks(model: nn.Module) -> list[nn.Module]:
 
 
 def compile_blocks(model: nn.Module, *, backend: str = "inductor", fullgraph: bool = False) -> int:
-    """Regional compilation: compile each transformer block of ``model`` in place (through ``nn.Module.compile``'s hook), all of
-    its dimensions dynamic, for training: a block in eval mode (evaluation's generation, with its decoder cache)
+    """Regional compilation: compile each transformer block of ``model`` in place (through ``nn.Module.compile``'s
+    hook), all of its dimensions dynamic, for training: a block in eval mode (evaluation's generation, with its decoder cache)
     runs eager. The blocks of one class share one code object, so the compiler traces a block once and reuses it
     for every layer (a second graph where a layer's guards differ, as T5's first block, which holds the position
     bias); the code around the blocks (embeddings, the loss) stays eager. No CUDA graphs: a block runs many times a
