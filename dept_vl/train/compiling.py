@@ -46,11 +46,11 @@ def repeated_blocks(model: nn.Module) -> list[nn.Module]:
 
 def compile_blocks(model: nn.Module, *, backend: str = "inductor", fullgraph: bool = False) -> int:
     """Regional compilation: compile each transformer block of ``model`` in place (through ``nn.Module.compile``'s
-    hook), all of its dimensions dynamic, for training: a block in eval mode (evaluation's generation, with its decoder cache)
-    runs eager. The blocks of one class share one code object, so the compiler traces a block once and reuses it
-    for every layer (a second graph where a layer's guards differ, as T5's first block, which holds the position
-    bias); the code around the blocks (embeddings, the loss) stays eager. No CUDA graphs: a block runs many times a
-    step. Returns the number of blocks compiled.
+    hook), all of its dimensions dynamic, for training: a block in eval mode (evaluation's generation, with its
+    decoder cache) runs eager. The blocks of one class share one code object, so the compiler traces a block once
+    and reuses it for every layer (a second graph where a layer's guards differ, as T5's first block, which holds
+    the position bias); the code around the blocks (embeddings, the loss) stays eager. No CUDA graphs: a block runs
+    many times a step. Returns the number of blocks compiled.
 
     Raises:
         ValueError: ``model`` has no repeated blocks."""
