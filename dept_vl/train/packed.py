@@ -104,7 +104,7 @@ class NextBatches:
         out = {}
         for i in active:
             batch = self.runs[i].batches[step]
-            out[i] = Batch(batch.task, {k: v.pin_memory() for k, v in batch.tensors.items()}) if self.pin else batch
+            out[i] = Batch(batch.task, {k: _pinned(v) for k, v in batch.tensors.items()}) if self.pin else batch
         return out
 
     def get(self, step: int, active: Sequence[int]) -> list[Batch]:
@@ -133,6 +133,10 @@ class NextBatches:
             self.settle()
         finally:
             self.pool.shutdown(wait=True)
+
+
+def _pinned(tensor: torch.Tensor) -> torch.Tensor:
+    return tensor.pin_memory() if tensor.device.type == "cpu" else tensor
 
 
 class PackedTraining:
