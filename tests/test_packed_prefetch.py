@@ -40,5 +40,6 @@ def test_next_batches_collates_ahead_in_the_background_and_hands_each_run_its_ow
         upcoming.ahead(7, [0])
         with pytest.raises(ValueError, match="step 7"):
             upcoming.get(7, [0])
+        upcoming.ahead(7, [0])  # a step that will not run (the training stopped): its error is not raised
     finally:
         upcoming.close()

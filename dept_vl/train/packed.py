@@ -129,10 +129,12 @@ class NextBatches:
             self.ready = (step, future.result())
 
     def close(self) -> None:
-        try:
-            self.settle()
-        finally:
-            self.pool.shutdown(wait=True)
+        """Stop the thread. A collation still under way is for a step that will not run: its result (or error) is
+        dropped, so that an error of the training itself is what the caller sees."""
+        if self.pending is not None:
+            self.pending[1].cancel()
+            self.pending = None
+        self.pool.shutdown(wait=True)
 
 
 def _pinned(tensor: torch.Tensor) -> torch.Tensor:
