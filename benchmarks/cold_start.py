@@ -59,6 +59,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--timeout", type=float, default=420.0, help="seconds a run may take")
+    parser.add_argument("--tasks", default="shapes_color,shapes_count,shapes_exist,shapes_nli",
+                        help="source tasks (the default leaves out the caption task, whose metric needs pycocoevalcap)")
     parser.add_argument("--smoke", action="store_true")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
@@ -75,7 +77,7 @@ def main() -> None:
             for label in ("cold", "warm"):
                 out = Path(tmp) / f"{scope}-{label}"
                 command = [sys.executable, "-m", "dept_vl.cli", "pretrain", "--config", "shapes_pretrain",
-                           f"model.preset={args.preset}", "data.feature_cache=true", f"train.max_steps={args.steps}",
+                           f"model.preset={args.preset}", f"data.tasks=[{args.tasks}]", "data.feature_cache=true", f"train.max_steps={args.steps}",
                            f"train.batch_size={args.batch_size}", "train.compile=on", f"train.compile_scope={scope}",
                            "train.log_every=1", f"train.eval_every={args.steps}", "train.save_every=0",
                            "data.eval_size=32", f"output_dir={out}"]

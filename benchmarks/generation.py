@@ -34,7 +34,7 @@ def main() -> None:
     from dept_vl.config import EvalConfig
     from dept_vl.dept import DePTConfig, DePTModel
     from dept_vl.models import build_vl_model
-    from dept_vl.train.predict import compiled_decoding, generation_options
+    from dept_vl.train.predict import DECODING_COMPILE, compiled_decoding, generation_options
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="t5-base-random")
@@ -43,12 +43,16 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=20)
     parser.add_argument("--beams", type=int, nargs="+", default=[5, 1])
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--compile-mode", default=None, help="torch.compile mode of eval.cache=compiled (default: "
+                        "reduce-overhead on a GPU); 'default' compiles without CUDA graphs")
     parser.add_argument("--smoke", action="store_true")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     if args.smoke:
         args.preset, args.batch_size, args.max_new_tokens, args.repeats, args.beams = "tiny", 8, 6, 1, [2, 1]
 
+    if args.compile_mode:
+        DECODING_COMPILE["mode"] = args.compile_mode
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     torch.manual_seed(0)

@@ -47,7 +47,7 @@ def profile_context(device: str):
     """torch.profiler over the host and, on a GPU, the device."""
     from torch.profiler import ProfilerActivity, profile
 
-    return profile(activities=[ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else []))
+    return profile(activities=[ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else []), with_stack=True)
 
 
 def write_profile(prof, path: str, label: str, seconds: float) -> dict:
@@ -69,6 +69,11 @@ def write_profile(prof, path: str, label: str, seconds: float) -> dict:
             tables.append(events.table(sort_by=key, row_limit=30, max_name_column_width=70))
         except Exception as error:  # noqa: BLE001 - a profiler without device columns (CPU)
             tables.append(f"(no table by {key}: {error})")
+    try:  # where the device time is spent, by the Python lines that launched it
+        tables.append(prof.key_averages(group_by_stack_n=6).table(sort_by="self_cuda_time_total", row_limit=15,
+                                                                  max_name_column_width=70))
+    except Exception as error:  # noqa: BLE001 - a profiler without device columns (CPU)
+        tables.append(f"(no table by stack: {error})")
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_text("\n\n".join(tables))
     print(tables[0], flush=True)

@@ -32,6 +32,18 @@ def use_compile_cache() -> Path:
     return Path(os.environ["TORCHINDUCTOR_CACHE_DIR"])
 
 
+def use_dynamic_shape_settings() -> None:
+    """Inductor settings for graphs with dynamic widths: its memory-coalescing tiling analysis off. With a DePT
+    prompt concatenated to a dynamic width (rows x (width + m) elements), torch 2.11's analysis fails an assertion
+    while generating the GPU kernels (``get_pw_red_splits`` in ``tiling_utils``); the analysis only picks a tiling,
+    so the kernels compute the same thing without it."""
+    import torch._inductor.config as inductor_config
+
+    triton = inductor_config.triton
+    if hasattr(triton, "coalesce_tiling_analysis"):
+        triton.coalesce_tiling_analysis = False
+
+
 def repeated_blocks(model: nn.Module) -> list[nn.Module]:
     """The transformer blocks of ``model``, in order: the elements of each ``nn.ModuleList`` whose elements are all of
     one class (T5's ``block``, BART's ``layers``), outside any block already found."""
@@ -61,6 +73,7 @@ def compile_blocks(model: nn.Module, *, backend: str = "inductor", fullgraph: bo
     options: dict[str, Any] = {"backend": backend, "fullgraph": fullgraph, "dynamic": True}
     if backend == "inductor":
         use_compile_cache()
+        use_dynamic_shape_settings()
     for block in blocks:
         _compile_for_training(block, torch.compile(block._call_impl, **options))
     return len(blocks)
@@ -123,6 +136,8 @@ def compile_loss(
     if backend == "inductor":
         options["mode"] = mode
         use_compile_cache()
+        if dynamic:
+            use_dynamic_shape_settings()
     compiled = torch.compile(loss_fn, **options)
     uses_graphs = backend == "inductor" and mode in ("reduce-overhead", "max-autotune")
 
