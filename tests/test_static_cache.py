@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from dept_vl.config import load_config
+from dept_vl.config import EvalConfig, load_config
 
 SHIPPED = Path(__file__).resolve().parents[1] / "dept_vl" / "assets" / "backbone-tiny"
 
@@ -143,11 +143,12 @@ def test_the_static_cache_decoder_compiles_as_one_graph_and_generates_the_same_t
     torch._dynamo.reset()
 
 
-@pytest.mark.parametrize("beams", [1, 3])
+@pytest.mark.parametrize("beams", [2, 3])
 def test_compiled_decoding_predicts_what_eager_decoding_predicts(t5_run, beams, monkeypatch):
-    """eval.cache=compiled: the decoding model compiled (here with a counting backend: no code generation on a CPU)
-    for greedy and beam search, through predict and predict_packed, with and without images: the eager predictions;
-    afterwards the model runs eager again (training never meets the compiled decoder)."""
+    """eval.cache=compiled with beam search: the decoding steps after the first compiled (here with a counting
+    backend: no code generation on a CPU), the static cache reordered in place, through predict and predict_packed,
+    with and without images: the eager predictions; afterwards the model runs eager again (training never meets
+    the compiled decoder)."""
     from dept_vl.train import predict as predicting
 
     calls: list[int] = []
@@ -159,7 +160,15 @@ def test_compiled_decoding_predicts_what_eager_decoding_predicts(t5_run, beams, 
 
         return run
 
+    reorders: list[bool] = []
+    in_place = predicting.reorder_in_place
+
+    def spying(cache, beam_idx):  # beam search's reorder, each step: in place on the filled static cache
+        reorders.append(predicting.filled_static_cache(cache))
+        in_place(cache, beam_idx)
+
     monkeypatch.setattr(predicting, "DECODING_COMPILE", {"backend": counting})
+    monkeypatch.setattr(predicting, "reorder_in_place", spying)
     torch._dynamo.reset()
     run, examples, models = t5_run
     for task in ("shapes_count", "shapes_para"):
@@ -170,7 +179,60 @@ def test_compiled_decoding_predicts_what_eager_decoding_predicts(t5_run, beams, 
         before = len(calls)
         assert [predicting.predict(m, examples[task], collate, run.base.tokenizer, compiled) for m in models] == alone
         assert len(calls) > before  # the decoding ran compiled
+        assert reorders and all(reorders)
         assert predicting.predict_packed(models, [examples[task]] * 2, collate, run.base.tokenizer, compiled) == alone
     assert predicting.decoding_model(models[0]) is run.base.text_model
     assert run.base.text_model._compiled_call_impl is None
     torch._dynamo.reset()
+
+
+def test_greedy_compiled_decoding_is_left_to_transformers(t5_run):
+    """Greedy decoding with eval.cache=compiled keeps transformers' own compiled static-cache step (it runs it on a
+    GPU; measured 5.28x eager there): no compile is switched off and nothing of ours wraps the model."""
+    from dept_vl.train import predict as predicting
+
+    run, _, models = t5_run
+    greedy = EvalConfig(num_beams=1, cache="compiled")
+    options = predicting.generation_options(greedy)
+    assert options["cache_implementation"] == "static" and "disable_compile" not in options
+    assert predicting.generation_options(EvalConfig(num_beams=3, cache="compiled"))["disable_compile"] is True
+    with predicting.compiled_decoding(models[0], greedy):
+        assert run.base.text_model._compiled_call_impl is None
+
+
+def test_beam_reorder_in_place_keeps_the_static_cache_addresses_and_transformers_values():
+    """reorder_in_place against transformers' own reorder of a copy: the same decoder keys and values, in the same
+    tensors (addresses kept, what a compiled step needs), and a cross-attention cache left alone, which equals the
+    reordered one because beams move only within an example whose beams share its encoder states."""
+    import copy
+
+    from transformers import T5Config
+    from transformers.cache_utils import EncoderDecoderCache, StaticCache
+
+    from dept_vl.train.predict import filled_static_cache, reorder_in_place
+
+    config = T5Config(d_model=8, d_kv=4, num_heads=2, num_layers=2, num_decoder_layers=2, vocab_size=16)
+    examples, beams, heads, head_dim = 2, 3, 2, 4
+    rows = examples * beams
+    cache = EncoderDecoderCache(StaticCache(config=config, max_cache_len=5), StaticCache(config=config, max_cache_len=7))
+    assert not filled_static_cache(cache)
+    generator = torch.Generator().manual_seed(0)
+    for layer in range(2):
+        keys, values = (torch.randn(rows, heads, 2, head_dim, generator=generator) for _ in range(2))
+        cache.self_attention_cache.update(keys, values, layer)
+        encoder = torch.randn(examples, heads, 7, head_dim, generator=generator).repeat_interleave(beams, dim=0)
+        cache.cross_attention_cache.update(encoder, encoder + 1, layer)
+    assert filled_static_cache(cache)
+    expected = copy.deepcopy(cache)
+    beam_idx = torch.tensor([2, 2, 0, 4, 3, 3])  # within each example's three beams
+    expected.reorder_cache(beam_idx)
+    pointers = [(layer.keys.data_ptr(), layer.values.data_ptr()) for layer in cache.self_attention_cache.layers]
+    cross = [layer.keys.clone() for layer in cache.cross_attention_cache.layers]
+    self_before = cache.self_attention_cache.layers[0].keys.clone()
+    reorder_in_place(cache, beam_idx)
+    for got, want, (keys_at, values_at) in zip(cache.self_attention_cache.layers, expected.self_attention_cache.layers, pointers):
+        assert torch.equal(got.keys, want.keys) and torch.equal(got.values, want.values)
+        assert (got.keys.data_ptr(), got.values.data_ptr()) == (keys_at, values_at)
+    for got, want, before in zip(cache.cross_attention_cache.layers, expected.cross_attention_cache.layers, cross):
+        assert torch.equal(got.keys, before) and torch.equal(got.keys, want.keys)
+    assert not torch.equal(cache.self_attention_cache.layers[0].keys, self_before)  # the reorder moved rows

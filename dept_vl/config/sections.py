@@ -218,7 +218,7 @@ class EvalConfig:
                             "share (each run's batches stay its own)", minimum=1)
     cache: str = option("dynamic", "the decoder's key/value cache in generation: dynamic (grows a token at a time), "
                         "static (preallocated: the same tokens; on a GPU transformers compiles greedy decoding's step) or "
-                        "compiled (static, and the decoding model compiled for greedy and beam search: CUDA graphs on a GPU)",
+                        "compiled (static, and beam search's decoding steps compiled; greedy keeps transformers' compiled step)",
                         choices=("dynamic", "static", "compiled"))
 
     def __post_init__(self) -> None:
