@@ -184,11 +184,12 @@ class TrainConfig:
     patience: int = option(0, "early stopping: end a run once this many evaluations in a row bring no better dev score "
                            "(its best adapter is kept); 0 = train every step", minimum=0)
     save_every: int = option(250, "write a checkpoint every this many steps (0 = never)", minimum=0)
-    compile: str = option("auto", "torch.compile the training step: auto (single GPU, >= 3,000 steps: where the compile repays itself), on or off",
-                          choices=("auto", "on", "off"))
-    compile_scope: str = option("model", "what a compiled step compiles: model (the whole loss, one graph) or blocks "
-                                "(each transformer block once, its code reused by every layer: a shorter cold compile)",
-                                choices=("model", "blocks"))
+    compile: str = option("auto", "torch.compile the training step: auto (single GPU, where the compile repays itself "
+                          "by the measured estimate: from about 1,250 steps at T5-base), on or off", choices=("auto", "on", "off"))
+    compile_scope: str = option("auto", "what a compiled step compiles: model (the whole loss, one graph, CUDA graphs: the "
+                                "fastest step, the longest compile), blocks (each transformer block once, its code reused "
+                                "by every layer: a short compile) or auto (the one of least estimated time for max_steps)",
+                                choices=("auto", "model", "blocks"))
     attention: str = option("auto", "attention kernel: auto (biased_sdpa for T5 with a frozen base on GPU), keep (the "
                             "model's own), eager, sdpa, biased_sdpa or biased_cudnn",
                             choices=("auto", "keep", "eager", "sdpa", "biased_sdpa", "biased_cudnn"))

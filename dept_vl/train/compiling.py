@@ -156,31 +156,48 @@ def compile_loss(
     return run
 
 
-# train.compile=auto's estimate, from the figures measured on an H200 at T5-base (benchmarks/README.md and the
-# GPU time-to-result issue): a cold compile costs about 250 s before the first fast step; a step then takes about
-# 12 ms against 100-107 ms eager. Compiling pays once steps x (eager - compiled) exceeds the compile cost: about
-# 250 / 0.09, some 2,800 steps, so auto compiles runs of 3,000 steps or more.
-COMPILE_COST_S = 250.0
-EAGER_STEP_S, COMPILED_STEP_S = 0.100, 0.012
-COMPILE_AUTO_MIN_STEPS = 3000
+# train.compile=auto's estimate, from figures measured at T5-base on one GPU (benchmarks/README.md): an eager step
+# takes about 100 ms. The whole loss compiled (compile_scope=model, CUDA graphs): about 250 s of cold compile before
+# the first fast step (H200), then 12 ms a step. Each block compiled once (compile_scope=blocks, no CUDA graphs):
+# the first step 60 s after the command (H100), about 50 s more than an eager run's, then 20 ms a step in
+# `dept-vl pretrain` and 54-80 ms in the step benchmark at every length; the estimate takes the slower 60 ms.
+# The choice is the one of least expected time: eager up to about 1,250 steps, blocks up to about 4,200, then model.
+EAGER_STEP_S = 0.100
+COMPILE_ESTIMATES: dict[str, tuple[float, float]] = {"blocks": (50.0, 0.060), "model": (250.0, 0.012)}  # (cost s, step s)
 
 
-def compile_choice(cfg: Any, device: torch.device, num_processes: int) -> tuple[bool, str]:
-    """``train.compile`` resolved: whether to compile, and why (what ``auto`` estimated), in words for the log."""
+def expected_seconds(scope: str, steps: int) -> float:
+    """The estimated training time of ``steps`` steps: eager (``scope="eager"``) or compiled with ``scope``."""
+    if scope == "eager":
+        return steps * EAGER_STEP_S
+    cost, step = COMPILE_ESTIMATES[scope]
+    return cost + steps * step
+
+
+def compile_choice(cfg: Any, device: torch.device, num_processes: int) -> tuple[bool, str, str]:
+    """``train.compile`` and ``train.compile_scope`` resolved: whether to compile, the scope, and why (what ``auto``
+    estimated), in words for the log. ``auto`` picks, of eager and the compiled scopes allowed, the one of least
+    expected time for ``train.max_steps`` (:func:`expected_seconds`); ``compile_scope=auto`` picks the scope."""
     if cfg.compile not in ("auto", "on", "off"):
         raise ValueError(f"train.compile={cfg.compile!r}; choose auto, on or off")
-    if cfg.compile != "auto":
-        return cfg.compile == "on", f"train.compile={cfg.compile}"
+    scopes = list(COMPILE_ESTIMATES) if cfg.compile_scope == "auto" else [cfg.compile_scope]
+    if cfg.compile == "off":
+        return False, scopes[0], "train.compile=off"
+    steps = cfg.max_steps
+    best_scope = min(scopes, key=lambda scope: expected_seconds(scope, steps))
+    if cfg.compile == "on":
+        return True, best_scope, f"train.compile=on, compile_scope={best_scope}"
     if device.type != "cuda":
-        return False, "train.compile=auto: eager (compiling pays on a GPU only)"
+        return False, best_scope, "train.compile=auto: eager (compiling pays on a GPU only)"
     if num_processes != 1:
-        return False, f"train.compile=auto: eager ({num_processes} processes: the compiled step is tuned for one GPU)"
-    saving = cfg.max_steps * (EAGER_STEP_S - COMPILED_STEP_S)
-    verdict = "compiled" if cfg.max_steps >= COMPILE_AUTO_MIN_STEPS else "eager"
-    return verdict == "compiled", (
-        f"train.compile=auto: {verdict} ({cfg.max_steps:,d} steps would save about {saving:.0f} s against a compile "
-        f"of about {COMPILE_COST_S:.0f} s at T5-base on one GPU; auto compiles from {COMPILE_AUTO_MIN_STEPS:,d} steps; "
-        f"set train.compile=on or off to choose)")
+        return False, best_scope, f"train.compile=auto: eager ({num_processes} processes: the compiled step is tuned for one GPU)"
+    choices = ["eager", *scopes]
+    chosen = min(choices, key=lambda choice: expected_seconds(choice, steps))
+    estimates = ", ".join(f"{choice} {expected_seconds(choice, steps):,.0f} s" for choice in choices)
+    verdict = "eager" if chosen == "eager" else f"compiled, compile_scope={chosen}"
+    return chosen != "eager", best_scope if chosen == "eager" else chosen, (
+        f"train.compile=auto: {verdict} (estimated time of {steps:,d} steps at T5-base on one GPU: {estimates}; "
+        f"set train.compile=on or off, train.compile_scope=model or blocks, to choose)")
 
 
 def use_compile(cfg: Any, device: torch.device, num_processes: int) -> bool:

@@ -231,7 +231,7 @@ def prepare_training(model: torch.nn.Module, cfg: TrainConfig, accelerator: Any,
     scheduler = linear_schedule(optimizer, cfg)
     names = [g.get("name", "group") for g in optimizer.param_groups]
     trainable = [p for g in optimizer.param_groups for p in g["params"]]
-    compiled, why = compiling.compile_choice(cfg, device, accelerator.num_processes)
+    compiled, scope, why = compiling.compile_choice(cfg, device, accelerator.num_processes)
     if cfg.compile == "auto" and device.type == "cuda":
         accelerator.print(why)
     by_hand = reduce_by_hand(cfg, compiled, accelerator.num_processes)
@@ -241,7 +241,7 @@ def prepare_training(model: torch.nn.Module, cfg: TrainConfig, accelerator: Any,
         wrapped, optimizer = accelerator.prepare(model, optimizer)
     # the fast path: one compiled graph over length buckets (CUDA graphs unless accumulating gradients)
     loss_fn = compiling.compile_loss(wrapped, enabled=compiled, mode="reduce-overhead" if cfg.grad_accum == 1 else "max-autotune-no-cudagraphs",
-                                     scope=cfg.compile_scope)
+                                     scope=scope)
     return Training(wrapped, optimizer, scheduler, loss_fn, trainable, names, compiled, by_hand, max_length, cfg.max_grad_norm, accelerator)
 
 
