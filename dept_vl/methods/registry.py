@@ -11,7 +11,7 @@ their own ``lr`` and ``weight_decay``), ``trainable_parameters()``, ``adapter_st
 from __future__ import annotations
 
 import difflib
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 from torch import nn
