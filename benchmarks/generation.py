@@ -1,14 +1,15 @@
-"""Evaluation's generation, eager (``eval.cache=dynamic``) against ``eval.cache=static`` (a preallocated decoder cache;
-transformers compiles greedy decoding's step on a GPU) and ``eval.cache=compiled`` (the static cache and the
-decoding model compiled for greedy and beam search, CUDA graphs on a GPU), side by side in one run: VQA-style generation on the VL model at
-T5-base shapes, a DePT adapter, image features as the evaluation's feature store gives them.
+"""Evaluation's generation against transformers' own ``generate`` (dynamic cache: the baseline), side by side in one
+run: ``eval.cache=dynamic`` (the default: beam search reorders only the decoder's cache), ``static`` (a preallocated
+decoder cache; transformers compiles greedy decoding's step on a GPU) and ``compiled`` (beam search's steps
+compiled). VQA-style generation on the VL model at T5-base shapes, a DePT adapter, image features as the
+evaluation's feature store gives them.
 
-Every mode calls what evaluation calls for a batch: the adapter's ``generate`` with
+Every mode but the baseline calls what evaluation calls for a batch: the adapter's ``generate`` with
 :func:`dept_vl.train.predict.generation_options` of an ``EvalConfig`` that differs only in ``cache``, inside
-:func:`dept_vl.train.predict.compiled_decoding`; every call
+:func:`dept_vl.train.decoding.beam_decoding`; every call
 also gets ``min_new_tokens`` = ``max_new_tokens`` so that random weights generate the full length in both. The
 first call of each mode is timed apart (the static cache's compilation and CUDA-graph capture), then the median of
-``--repeats``; it prints examples/s, the ratios to eager, and the rows whose tokens are identical to eager's.
+``--repeats``; it prints examples/s, the ratios to the baseline, and the rows whose tokens are identical to the baseline's.
 
     PYTHONUNBUFFERED=1 PYTHONPATH=. python3 benchmarks/generation.py --out benchmarks/results/generation-t5-base.json
     python benchmarks/generation.py --smoke     # CPU, tiny preset (no CUDA graphs: equality, not speed)
@@ -17,6 +18,7 @@ first call of each mode is timed apart (the static cache's compilation and CUDA-
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import statistics
@@ -24,7 +26,9 @@ import time
 from pathlib import Path
 
 
-CACHES = ("dynamic", "static", "compiled")
+# "transformers": transformers' own generate with its dynamic cache (the baseline); the others: eval.cache's values,
+# each through beam_decoding, as evaluation runs them
+MODES = ("transformers", "dynamic", "static", "compiled")
 
 
 def main() -> None:
@@ -34,7 +38,8 @@ def main() -> None:
     from dept_vl.config import EvalConfig
     from dept_vl.dept import DePTConfig, DePTModel
     from dept_vl.models import build_vl_model
-    from dept_vl.train.predict import DECODING_COMPILE, compiled_decoding, generation_options
+    from dept_vl.train.decoding import DECODING_COMPILE, beam_decoding
+    from dept_vl.train.predict import generation_options
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="t5-base-random")
@@ -75,12 +80,13 @@ def main() -> None:
     for beams in args.beams:
         row: dict = {"beams": beams}
         tokens = {}
-        for cache in CACHES:
-            cfg = dataclasses.replace(EvalConfig(), num_beams=beams, cache=cache)
+        for cache in MODES:
+            cfg = dataclasses.replace(EvalConfig(), num_beams=beams, cache="dynamic" if cache == "transformers" else cache)
             options = {**generation_options(cfg, args.max_new_tokens), "min_new_tokens": args.max_new_tokens}
+            setup = contextlib.nullcontext if cache == "transformers" else lambda: beam_decoding(model, cfg)
 
             def call() -> torch.Tensor:
-                with torch.no_grad(), compiled_decoding(model, cfg):
+                with torch.no_grad(), setup():
                     return model.generate(input_ids=ids, attention_mask=mask, image_features=features, **options)
 
             sync()
@@ -97,11 +103,11 @@ def main() -> None:
                 times.append(time.perf_counter() - start)
             row[f"{cache}_s"] = statistics.median(times)
             row[f"{cache}_examples_per_s"] = args.batch_size / row[f"{cache}_s"]
-        parts = [f"eager {row['dynamic_examples_per_s']:.0f} examples/s (first call {row['dynamic_first_call_s']:.1f} s)"]
-        for cache in CACHES[1:]:
-            row[f"{cache}_speedup"] = row["dynamic_s"] / row[f"{cache}_s"]
-            same = tokens["dynamic"].shape == tokens[cache].shape
-            row[f"{cache}_rows_with_identical_tokens"] = int((tokens["dynamic"] == tokens[cache]).all(dim=1).sum()) if same else 0
+        parts = [f"transformers {row['transformers_examples_per_s']:.0f} examples/s (first call {row['transformers_first_call_s']:.1f} s)"]
+        for cache in MODES[1:]:
+            row[f"{cache}_speedup"] = row["transformers_s"] / row[f"{cache}_s"]
+            same = tokens["transformers"].shape == tokens[cache].shape
+            row[f"{cache}_rows_with_identical_tokens"] = int((tokens["transformers"] == tokens[cache]).all(dim=1).sum()) if same else 0
             parts.append(f"{cache} {row[f'{cache}_examples_per_s']:.0f} examples/s ({row[f'{cache}_speedup']:.2f}x, first call "
                          f"{row[f'{cache}_first_call_s']:.1f} s, identical tokens in {row[f'{cache}_rows_with_identical_tokens']} "
                          f"of {args.batch_size} rows)")

@@ -149,6 +149,7 @@ def test_compiled_decoding_predicts_what_eager_decoding_predicts(t5_run, beams, 
     backend: no code generation on a CPU), the static cache reordered in place, through predict and predict_packed,
     with and without images: the eager predictions; afterwards the model runs eager again (training never meets
     the compiled decoder)."""
+    from dept_vl.train import decoding
     from dept_vl.train import predict as predicting
 
     calls: list[int] = []
@@ -161,14 +162,14 @@ def test_compiled_decoding_predicts_what_eager_decoding_predicts(t5_run, beams, 
         return run
 
     reorders: list[bool] = []
-    in_place = predicting.reorder_in_place
+    in_place = decoding.reorder_decoder_cache
 
     def spying(cache, beam_idx):  # beam search's reorder, each step: in place on the filled static cache
-        reorders.append(predicting.filled_static_cache(cache))
+        reorders.append(decoding.filled_static_cache(cache))
         in_place(cache, beam_idx)
 
-    monkeypatch.setattr(predicting, "DECODING_COMPILE", {"backend": counting})
-    monkeypatch.setattr(predicting, "reorder_in_place", spying)
+    monkeypatch.setattr(decoding, "DECODING_COMPILE", {"backend": counting})
+    monkeypatch.setattr(decoding, "reorder_decoder_cache", spying)
     torch._dynamo.reset()
     run, examples, models = t5_run
     for task in ("shapes_count", "shapes_para"):
@@ -176,12 +177,12 @@ def test_compiled_decoding_predicts_what_eager_decoding_predicts(t5_run, beams, 
         eager = dataclasses.replace(run.config.eval, num_beams=beams, cache="dynamic")
         compiled = dataclasses.replace(eager, cache="compiled")
         alone = [predicting.predict(m, examples[task], collate, run.base.tokenizer, eager) for m in models]
-        before = len(calls)
+        before, reordered = len(calls), len(reorders)
         assert [predicting.predict(m, examples[task], collate, run.base.tokenizer, compiled) for m in models] == alone
         assert len(calls) > before  # the decoding ran compiled
-        assert reorders and all(reorders)
+        assert reorders[reordered:] and all(reorders[reordered:])  # in place, on the filled static cache
         assert predicting.predict_packed(models, [examples[task]] * 2, collate, run.base.tokenizer, compiled) == alone
-    assert predicting.decoding_model(models[0]) is run.base.text_model
+    assert decoding.decoding_model(models[0]) is run.base.text_model
     assert run.base.text_model._compiled_call_impl is None
     torch._dynamo.reset()
 
@@ -189,6 +190,7 @@ def test_compiled_decoding_predicts_what_eager_decoding_predicts(t5_run, beams, 
 def test_greedy_compiled_decoding_is_left_to_transformers(t5_run):
     """Greedy decoding with eval.cache=compiled keeps transformers' own compiled static-cache step (it runs it on a
     GPU; measured 5.28x eager there): no compile is switched off and nothing of ours wraps the model."""
+    from dept_vl.train import decoding
     from dept_vl.train import predict as predicting
 
     run, _, models = t5_run
@@ -196,12 +198,12 @@ def test_greedy_compiled_decoding_is_left_to_transformers(t5_run):
     options = predicting.generation_options(greedy)
     assert options["cache_implementation"] == "static" and "disable_compile" not in options
     assert predicting.generation_options(EvalConfig(num_beams=3, cache="compiled"))["disable_compile"] is True
-    with predicting.compiled_decoding(models[0], greedy):
+    with decoding.beam_decoding(models[0], greedy):
         assert run.base.text_model._compiled_call_impl is None
 
 
 def test_beam_reorder_in_place_keeps_the_static_cache_addresses_and_transformers_values():
-    """reorder_in_place against transformers' own reorder of a copy: the same decoder keys and values, in the same
+    """reorder_decoder_cache against transformers' own reorder of a copy: the same decoder keys and values, in the same
     tensors (addresses kept, what a compiled step needs), and a cross-attention cache left alone, which equals the
     reordered one because beams move only within an example whose beams share its encoder states."""
     import copy
@@ -209,7 +211,7 @@ def test_beam_reorder_in_place_keeps_the_static_cache_addresses_and_transformers
     from transformers import T5Config
     from transformers.cache_utils import EncoderDecoderCache, StaticCache
 
-    from dept_vl.train.predict import filled_static_cache, reorder_in_place
+    from dept_vl.train.decoding import filled_static_cache, reorder_decoder_cache
 
     config = T5Config(d_model=8, d_kv=4, num_heads=2, num_layers=2, num_decoder_layers=2, vocab_size=16)
     examples, beams, heads, head_dim = 2, 3, 2, 4
@@ -229,10 +231,50 @@ def test_beam_reorder_in_place_keeps_the_static_cache_addresses_and_transformers
     pointers = [(layer.keys.data_ptr(), layer.values.data_ptr()) for layer in cache.self_attention_cache.layers]
     cross = [layer.keys.clone() for layer in cache.cross_attention_cache.layers]
     self_before = cache.self_attention_cache.layers[0].keys.clone()
-    reorder_in_place(cache, beam_idx)
+    reorder_decoder_cache(cache, beam_idx)
     for got, want, (keys_at, values_at) in zip(cache.self_attention_cache.layers, expected.self_attention_cache.layers, pointers):
         assert torch.equal(got.keys, want.keys) and torch.equal(got.values, want.values)
         assert (got.keys.data_ptr(), got.values.data_ptr()) == (keys_at, values_at)
     for got, want, before in zip(cache.cross_attention_cache.layers, expected.cross_attention_cache.layers, cross):
         assert torch.equal(got.keys, before) and torch.equal(got.keys, want.keys)
     assert not torch.equal(cache.self_attention_cache.layers[0].keys, self_before)  # the reorder moved rows
+
+
+def bart_adapters():
+    """Two DePT adapters on a tiny random BART with large weights (outputs that depend on the input)."""
+    from transformers import BartConfig, BartForConditionalGeneration
+
+    config = BartConfig(vocab_size=100, d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=2,
+                        decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64, max_position_embeddings=64,
+                        pad_token_id=1, bos_token_id=0, eos_token_id=2, decoder_start_token_id=2, forced_bos_token_id=None,
+                        forced_eos_token_id=None, init_std=0.5)
+    torch.manual_seed(0)
+    return random_adapters(BartForConditionalGeneration(config).eval(), max_length=24)
+
+
+@pytest.mark.parametrize("cache", ["dynamic", "static"])
+def test_beam_decoding_generates_what_transformers_beam_search_generates(t5_run, cache, monkeypatch):
+    """Beam search inside beam_decoding (the decoder's cache reordered without the cross-attention cache, in place
+    when static) against transformers' own beam search on the same inputs: the same sequences, for T5 with and
+    without images and for BART; and the lean reorder did run after every step."""
+    from dept_vl.train import decoding
+    from dept_vl.train.predict import generation_options
+
+    reorders: list[int] = []
+    lean = decoding.reorder_decoder_cache
+    monkeypatch.setattr(decoding, "reorder_decoder_cache", lambda c, idx: reorders.append(1) or lean(c, idx))
+    run, examples, models = t5_run
+    cfg = EvalConfig(num_beams=3, max_new_tokens=6, cache=cache)
+    options = {**generation_options(cfg), "min_new_tokens": 6}
+    inputs = [(m, run.collator([examples[t]])(examples[t], with_labels=False)) for t in examples for m in models]
+    ids = torch.randint(3, 100, (4, 7), generator=torch.Generator().manual_seed(1))
+    inputs += [(m, {"input_ids": ids, "attention_mask": torch.ones_like(ids)}) for m in bart_adapters()]
+    for model, batch in inputs:
+        with torch.no_grad():
+            expected = model.generate(**batch, **options)
+            before = len(reorders)
+            with decoding.beam_decoding(model, cfg):
+                got = model.generate(**batch, **options)
+        assert torch.equal(got, expected)
+        assert len(reorders) - before == 6  # after every step, from the first: the lean reorder was bound in time
+        assert len({tuple(row) for row in expected[:, 1:].tolist()}) > 1  # outputs that depend on the input

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import types
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 import torch
 
@@ -14,12 +12,13 @@ from dept_vl.config import EvalConfig
 from dept_vl.data.batching import Collator
 from dept_vl.data.example import Example
 from dept_vl.io import write_text_atomic
+from dept_vl.train.decoding import beam_decoding
 
 
 def generation_options(cfg: EvalConfig, max_new_tokens: int | None = None) -> dict[str, Any]:
     """The ``generate`` options of every evaluation: deterministic (greedy or beam search), ``cfg``'s beams, length
     penalty and decoder cache (``eval.cache=static`` or ``compiled``: a preallocated cache; with ``compiled`` and
-    beams, :func:`compiled_decoding` compiles the model, so transformers' own compilation is off; greedy decoding
+    beams, :func:`~dept_vl.train.decoding.beam_decoding` compiles the model, so transformers' own compilation is off; greedy decoding
     keeps transformers' compiled static-cache step, which it runs on a GPU)."""
     options: dict[str, Any] = {"max_new_tokens": max_new_tokens or cfg.max_new_tokens, "num_beams": cfg.num_beams,
                                "length_penalty": cfg.length_penalty, "do_sample": False}
@@ -28,87 +27,6 @@ def generation_options(cfg: EvalConfig, max_new_tokens: int | None = None) -> di
     if cfg.cache == "compiled" and cfg.num_beams > 1:
         options["disable_compile"] = True  # greedy: transformers' own compiled step (CUDA graphs) is the faster one
     return options
-
-
-# how eval.cache=compiled compiles the decoding model's beam-search steps (tests put a plain backend here: no code
-# generation on a CPU); no CUDA graphs: with "reduce-overhead", 5-beam generation crashed on torch 2.11 (benchmarks/)
-DECODING_COMPILE: dict[str, Any] = {"backend": "inductor"}
-
-
-def decoding_model(model: Any) -> Any:
-    """The transformers model whose ``generate`` does the decoding inside ``model`` (a DePT-family model's base, the
-    VL model's text model, or ``model`` itself), or None."""
-    from transformers import PreTrainedModel
-
-    return next((m for m in model.modules() if isinstance(m, PreTrainedModel)), None)
-
-
-@contextlib.contextmanager
-def compiled_decoding(model: Any, cfg: EvalConfig) -> Iterator[None]:
-    """With ``eval.cache=compiled`` and beam search, the decoding model's steps compiled for the ``generate`` calls
-    inside, and restored afterwards, so training never runs them; otherwise nothing (greedy decoding: transformers
-    compiles its static-cache step itself). Each call's first step runs eager: it allocates the static cache (whose
-    tensors are then marked as fixed addresses, which tracing cannot do) and fills the cross-attention cache; the
-    later steps, all of one shape, run compiled. Beam search's reorder of the cache is done in place
-    (:func:`reorder_in_place`), so the cache keeps its addresses from step to step.
-
-    Raises:
-        ValueError: ``model`` holds no transformers model to compile."""
-    if cfg.cache != "compiled" or cfg.num_beams == 1:
-        yield
-        return
-    target = decoding_model(model)
-    if target is None:
-        raise ValueError(f"eval.cache=compiled: {type(model).__name__} holds no transformers model to compile; use eval.cache=static")
-    options = dict(DECODING_COMPILE)
-    if options.get("backend") == "inductor":
-        from dept_vl.train.compiling import use_compile_cache
-
-        use_compile_cache()
-    compiled = getattr(target, "_dept_vl_decoding", None)
-    if compiled is None or compiled[0] != options:  # one compiled callable a model and setting: its graphs are kept
-        compiled = (options, torch.compile(target._call_impl, dynamic=None, **options))
-        target._dept_vl_decoding = compiled
-    eager, steady = target._call_impl, compiled[1]
-
-    def step(*args: Any, **kwargs: Any) -> Any:
-        cache = next((kwargs[k] for k in ("past_key_values", "cache") if kwargs.get(k) is not None), None)  # by version
-        if filled_static_cache(cache):
-            return steady(*args, **kwargs)
-        if cache is not None and "reorder_cache" not in vars(cache):
-            cache.reorder_cache = types.MethodType(reorder_in_place, cache)
-        return eager(*args, **kwargs)
-
-    previous = target._compiled_call_impl
-    target._compiled_call_impl = step
-    try:
-        yield
-    finally:
-        target._compiled_call_impl = previous
-
-
-def filled_static_cache(cache: Any) -> bool:
-    """Whether ``cache`` is an encoder-decoder cache whose decoder part is static and allocated (a step after the
-    first)."""
-    from transformers.cache_utils import StaticLayer
-
-    layers = getattr(getattr(cache, "self_attention_cache", None), "layers", None)
-    return bool(layers) and all(isinstance(layer, StaticLayer) and layer.is_initialized for layer in layers)
-
-
-def reorder_in_place(cache: Any, beam_idx: torch.Tensor) -> None:
-    """Beam search's reorder of an encoder-decoder cache (bound to the cache as its ``reorder_cache``): a static
-    decoder cache is reordered in place, so its tensors keep the addresses a compiled step was built on (transformers
-    gives each layer new tensors); the cross-attention cache is left as it is: beam search moves beams only within
-    an example, whose beams all hold the same encoder states, so reordering it would copy each row onto an equal
-    row. Any other cache is reordered as transformers does."""
-    if not filled_static_cache(cache):
-        type(cache).reorder_cache(cache, beam_idx)
-        return
-    for layer in cache.self_attention_cache.layers:
-        index = beam_idx.to(layer.keys.device)
-        layer.keys.copy_(layer.keys.index_select(0, index))
-        layer.values.copy_(layer.values.index_select(0, index))
 
 
 def length_batches(examples: Sequence[Example], batch_size: int) -> list[list[int]]:
@@ -133,7 +51,7 @@ def predict(
     was_training = model.training
     model.eval()
     pairs: list[tuple[int, str]] = []
-    with compiled_decoding(model, cfg):
+    with beam_decoding(model, cfg):
         for indices in batches[rank::world]:
             batch = collate([examples[i] for i in indices], with_labels=False)
             batch = {k: v.to(device) for k, v in batch.items()}
@@ -182,7 +100,7 @@ def predict_packed(
     for model in models:
         model.eval()
     found: list[tuple[int, int, str]] = []
-    with compiled_decoding(models[0], cfg):  # the pack's one base
+    with beam_decoding(models[0], cfg):  # the pack's one base
         for call in calls[rank::world]:
             groups = [(models[run], {k: v.to(device) for k, v in collate([example_sets[run][i] for i in indices], with_labels=False).items()})
                       for run, indices in call]

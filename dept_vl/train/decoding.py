@@ -1,0 +1,100 @@
+"""Beam search's decoding steps, set up for an evaluation's ``generate`` calls: the decoder's cache reordered
+without the cross-attention cache (and in place when static), and with ``eval.cache=compiled`` the steps compiled."""
+
+from __future__ import annotations
+
+import contextlib
+import types
+from typing import Any, Iterator
+
+import torch
+
+from dept_vl.config import EvalConfig
+
+# how eval.cache=compiled compiles the decoding model's beam-search steps (tests put a plain backend here: no code
+# generation on a CPU); no CUDA graphs: with "reduce-overhead", 5-beam generation crashed on torch 2.11 (benchmarks/)
+DECODING_COMPILE: dict[str, Any] = {"backend": "inductor"}
+CACHE_ARGUMENTS = ("past_key_values", "cache")  # the decoder cache's keyword in generate's model calls, by version
+
+
+def decoding_model(model: Any) -> Any:
+    """The transformers model whose ``generate`` does the decoding inside ``model`` (a DePT-family model's base, the
+    VL model's text model, or ``model`` itself), or None."""
+    from transformers import PreTrainedModel
+
+    return next((m for m in model.modules() if isinstance(m, PreTrainedModel)), None)
+
+
+@contextlib.contextmanager
+def beam_decoding(model: Any, cfg: EvalConfig) -> Iterator[None]:
+    """For beam search (``cfg.num_beams > 1``), the decoding model's calls inside routed through a step that gives
+    each ``generate`` call's encoder-decoder cache the reorder of :func:`reorder_decoder_cache` (the same tokens, less
+    copying); with ``eval.cache=compiled`` the steps after each call's first run compiled (the first allocates the
+    static cache, whose tensors are then marked as fixed addresses, which tracing cannot do, and fills the
+    cross-attention cache; the later steps all have one shape). The model's own call is restored afterwards, so
+    training never meets either. Greedy decoding: nothing (transformers compiles its static-cache step itself).
+
+    Raises:
+        ValueError: ``model`` holds no transformers model."""
+    if cfg.num_beams == 1:
+        yield
+        return
+    target = decoding_model(model)
+    if target is None:
+        raise ValueError(f"beam search: {type(model).__name__} holds no transformers model to decode with")
+    steady = compiled_steps(target) if cfg.cache == "compiled" else None
+    eager = target._call_impl
+
+    def step(*args: Any, **kwargs: Any) -> Any:
+        cache = next((kwargs[k] for k in CACHE_ARGUMENTS if kwargs.get(k) is not None), None)
+        if steady is not None and filled_static_cache(cache):
+            return steady(*args, **kwargs)
+        if hasattr(cache, "cross_attention_cache") and "reorder_cache" not in vars(cache):
+            cache.reorder_cache = types.MethodType(reorder_decoder_cache, cache)
+        return eager(*args, **kwargs)
+
+    previous = target._compiled_call_impl
+    target._compiled_call_impl = step
+    try:
+        yield
+    finally:
+        target._compiled_call_impl = previous
+
+
+def compiled_steps(target: Any) -> Any:
+    """``target``'s call compiled with :data:`DECODING_COMPILE`, kept on the model (one per setting: its graphs are
+    reused by every evaluation)."""
+    options = dict(DECODING_COMPILE)
+    if options.get("backend") == "inductor":
+        from dept_vl.train.compiling import use_compile_cache
+
+        use_compile_cache()
+    compiled = getattr(target, "_dept_vl_decoding", None)
+    if compiled is None or compiled[0] != options:
+        compiled = (options, torch.compile(target._call_impl, dynamic=None, **options))
+        target._dept_vl_decoding = compiled
+    return compiled[1]
+
+
+def filled_static_cache(cache: Any) -> bool:
+    """Whether ``cache`` is an encoder-decoder cache whose decoder part is static and allocated (a step after the
+    first)."""
+    from transformers.cache_utils import StaticLayer
+
+    layers = getattr(getattr(cache, "self_attention_cache", None), "layers", None)
+    return bool(layers) and all(isinstance(layer, StaticLayer) and layer.is_initialized for layer in layers)
+
+
+def reorder_decoder_cache(cache: Any, beam_idx: torch.Tensor) -> None:
+    """Beam search's reorder of an encoder-decoder cache (bound to the cache as its ``reorder_cache``). The decoder's
+    own cache is reordered as transformers does, but in place when static, so its tensors keep the addresses a
+    compiled step was built on (transformers gives each layer new tensors). The cross-attention cache is left as it
+    is: beam search moves beams only within an example, whose beams all hold the same encoder states, so reordering
+    it would copy each row onto an equal row (on a CPU that copy was half of 5-beam generation's time)."""
+    if not filled_static_cache(cache):
+        cache.self_attention_cache.reorder_cache(beam_idx)
+        return
+    for layer in cache.self_attention_cache.layers:
+        index = beam_idx.to(layer.keys.device)
+        layer.keys.copy_(layer.keys.index_select(0, index))
+        layer.values.copy_(layer.values.index_select(0, index))
