@@ -225,7 +225,8 @@ def test_serving_refuses_what_cannot_share_a_batch(tmp_path):
     assert loaded.base_model is base and loaded.prompt.shape == (3, 64)
 
 
-def test_predict_serves_several_adapters_in_one_pass_from_a_requests_file(tmp_path, sources, capsys):
+@pytest.mark.parametrize("beams", [1, 3])
+def test_predict_serves_several_adapters_in_one_pass_from_a_requests_file(tmp_path, sources, capsys, beams):
     from dept_vl.adapter import read_adapter
     from dept_vl.cli import main as cli
     from dept_vl.data.shapes import build_examples
@@ -243,7 +244,7 @@ def test_predict_serves_several_adapters_in_one_pass_from_a_requests_file(tmp_pa
     file.write_text("".join(json.dumps(r) + "\n" for r in requests))
     out = tmp_path / "predictions.jsonl"
     assert cli(["predict", "--input", str(file), "--out", str(out), "--adapter", f"dept={sources['dept']}",
-                f"model.backbone={SHIPPED}", "eval.max_new_tokens=6"]) == 0
+                f"model.backbone={SHIPPED}", "eval.max_new_tokens=6", f"eval.num_beams={beams}"]) == 0
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["input"] for r in rows] == [r["input"] for r in requests]  # in the requests' order
 
@@ -259,7 +260,7 @@ def test_predict_serves_several_adapters_in_one_pass_from_a_requests_file(tmp_pa
         image = str(tmp_path / request["image"]) if "image" in request else None
         batch = collate([Example("x", request["input"], "", image=image, image_id=image)], with_labels=False)
         model = models.get(request["adapter"], base)
-        ids = model.generate(**batch, max_new_tokens=6, num_beams=1, do_sample=False)
+        ids = model.generate(**batch, max_new_tokens=6, num_beams=beams, do_sample=False)
         assert row["prediction"] == base.tokenizer.batch_decode(ids, skip_special_tokens=True)[0].strip(), request
     assert len({r["prediction"] for r in rows}) > 1 and images
 

@@ -17,6 +17,7 @@ from dept_vl.config import RunConfig
 from dept_vl.data.example import Example
 from dept_vl.io import write_text_atomic
 from dept_vl.methods.serving import MultiAdapterModel
+from dept_vl.train.decoding import beam_decoding
 from dept_vl.train.loader import make_collator
 from dept_vl.train.run import DEFAULT_MAX_INPUT_LENGTH, Run
 from dept_vl.train.predict import generation_options
@@ -84,15 +85,16 @@ def _predict(config: RunConfig, requests: list[dict[str, Any]], out: Path, names
     batch_size, device = config.eval.batch_size, run.accelerator.device
     multi.eval()
     start = 0
-    while start < len(order):
-        kind = examples[order[start]].has_image
-        indices = [i for i in order[start : start + batch_size] if examples[i].has_image == kind]
-        start += len(indices)
-        batch = {k: v.to(device) for k, v in collate([examples[i] for i in indices], with_labels=False).items()}
-        ids = [registered.get(requests[i].get("adapter")) for i in indices]
-        output = multi.generate(**batch, adapter_ids=ids, **generation_options(config.eval))
-        for i, text in zip(indices, run.base.tokenizer.batch_decode(output, skip_special_tokens=True)):
-            predictions[i] = text.strip()
+    with beam_decoding(multi, config.eval):  # what evaluation's beam search does (eval.cache=compiled too)
+        while start < len(order):
+            kind = examples[order[start]].has_image
+            indices = [i for i in order[start : start + batch_size] if examples[i].has_image == kind]
+            start += len(indices)
+            batch = {k: v.to(device) for k, v in collate([examples[i] for i in indices], with_labels=False).items()}
+            ids = [registered.get(requests[i].get("adapter")) for i in indices]
+            output = multi.generate(**batch, adapter_ids=ids, **generation_options(config.eval))
+            for i, text in zip(indices, run.base.tokenizer.batch_decode(output, skip_special_tokens=True)):
+                predictions[i] = text.strip()
     rows = [{**r, "prediction": predictions[i]} for i, r in enumerate(requests)]
     if run.accelerator.is_main_process:
         write_text_atomic(out, "".join(json.dumps(row) + "\n" for row in rows))
