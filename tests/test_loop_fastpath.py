@@ -42,6 +42,7 @@ def test_compile_auto_picks_the_least_estimated_time_and_says_why():
     assert compile_choice(TrainConfig(max_steps=100, compile="on"), cuda, 1)[:2] == (True, "blocks")
     assert compile_choice(TrainConfig(max_steps=10000, compile="on"), cuda, 1)[:2] == (True, "model")
     assert not compile_choice(TrainConfig(max_steps=5000, compile="off"), cuda, 1)[0]
+    assert compile_choice(TrainConfig(max_steps=100, compile="on"), cuda, 2)[:2] == (True, "model")  # DDP: the tuned path
     assert compile_choice(TrainConfig(max_steps=3000), cuda, 2)[::2] == (False, "train.compile=auto: eager (2 processes: the "
                                                                           "compiled step is tuned for one GPU)")
 

@@ -177,10 +177,11 @@ def expected_seconds(scope: str, steps: int) -> float:
 def compile_choice(cfg: Any, device: torch.device, num_processes: int) -> tuple[bool, str, str]:
     """``train.compile`` and ``train.compile_scope`` resolved: whether to compile, the scope, and why (what ``auto``
     estimated), in words for the log. ``auto`` picks, of eager and the compiled scopes allowed, the one of least
-    expected time for ``train.max_steps`` (:func:`expected_seconds`); ``compile_scope=auto`` picks the scope."""
+    expected time for ``train.max_steps`` (:func:`expected_seconds`); ``compile_scope=auto`` picks the scope (with
+    several processes: model, the path the gradient sync is built for)."""
     if cfg.compile not in ("auto", "on", "off"):
         raise ValueError(f"train.compile={cfg.compile!r}; choose auto, on or off")
-    scopes = list(COMPILE_ESTIMATES) if cfg.compile_scope == "auto" else [cfg.compile_scope]
+    scopes = [cfg.compile_scope] if cfg.compile_scope != "auto" else list(COMPILE_ESTIMATES) if num_processes == 1 else ["model"]
     if cfg.compile == "off":
         return False, scopes[0], "train.compile=off"
     steps = cfg.max_steps
