@@ -86,9 +86,9 @@ def test_loop_sets_the_configured_attention(attention, expected):
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_compiled_loop_trains_like_the_eager_loop_on_gpu():
-    """The compiled loop (fused biased attention) and the cuDNN kernel follow the eager trajectory within the bf16
-    noise measured here: the float32 eager run is the reference, and eager bf16's own distance from it is the noise
-    of this trajectory (bf16 rounding, amplified by Adam where gradients are near zero). A bf16 path may lie up to
+    """The compiled loop (fused biased attention; the whole loss, or each block: regional compilation) and the cuDNN
+    kernel follow the eager trajectory within the bf16 noise measured here: the float32 eager run is the reference,
+    and eager bf16's own distance from it is the noise of this trajectory (bf16 rounding, amplified by Adam where gradients are near zero). A bf16 path may lie up to
     3 times that noise, plus one bf16 rounding step of the loss, from the reference. (A fixed tolerance on two bf16
     runs failed at random: their distance is noise of the same size as the tolerance, varying with the
     non-deterministic order of the attention backward's sums.)"""
@@ -107,10 +107,12 @@ def test_compiled_loop_trains_like_the_eager_loop_on_gpu():
     # eager with plain SDPA (float32: the reference; bf16: the noise) against the default path: compiled, and
     # (auto) the fused biased attention kernel; and the cuDNN kernel
     for mode, attention, dtype in (("off_fp32", "sdpa", torch.float32), ("off", "sdpa", torch.bfloat16),
-                                   ("on", "auto", torch.bfloat16), ("on_cudnn", "biased_cudnn", torch.bfloat16)):
+                                   ("on", "auto", torch.bfloat16), ("on_cudnn", "biased_cudnn", torch.bfloat16),
+                                   ("on_blocks", "auto", torch.bfloat16)):
         model = DePTModel(tiny_t5().to("cuda", dtype), DePTConfig(num_virtual_tokens=4, rank=2, max_length=64, lr_lowrank=1e-2))
         cfg = TrainConfig(max_steps=len(batches), warmup_steps=0, log_every=1, eval_every=10**6, save_every=0,
-                          compile=mode.split("_")[0], compile_scope="model", attention=attention)
+                          compile=mode.split("_")[0], compile_scope="blocks" if mode == "on_blocks" else "model",
+                          attention=attention)
         result = train_loop(model, [Batch("t", b) for b in batches], cfg, Accelerator(), show_progress=False)
         losses[mode] = torch.tensor([r["loss"] for r in result.history], dtype=torch.float64)
         expected = {"auto": "dept_biased_sdpa", "biased_cudnn": "dept_biased_cudnn"}.get(attention, "sdpa")
@@ -119,6 +121,6 @@ def test_compiled_loop_trains_like_the_eager_loop_on_gpu():
     reference = losses["off_fp32"]
     noise = (losses["off"] - reference).abs().max()
     allowed = 3 * noise + reference.abs() * 2.0**-8  # one bf16 rounding step of the loss
-    for mode in ("on", "on_cudnn"):
+    for mode in ("on", "on_cudnn", "on_blocks"):
         gap = (losses[mode] - reference).abs()
         assert bool((gap <= allowed).all()), (mode, gap.tolist(), allowed.tolist(), float(noise))
