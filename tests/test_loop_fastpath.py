@@ -88,10 +88,10 @@ def test_loop_sets_the_configured_attention(attention, expected):
 def test_compiled_loop_trains_like_the_eager_loop_on_gpu():
     """The compiled loop (fused biased attention; the whole loss, or each block: regional compilation) and the cuDNN
     kernel follow the eager trajectory within the bf16 noise measured here: the float32 eager run is the reference,
-    and eager bf16's own distance from it is the noise of this trajectory (bf16 rounding, amplified by Adam where gradients are near zero). A bf16 path may lie up to
-    3 times that noise, plus one bf16 rounding step of the loss, from the reference. (A fixed tolerance on two bf16
-    runs failed at random: their distance is noise of the same size as the tolerance, varying with the
-    non-deterministic order of the attention backward's sums.)"""
+    and eager bf16's own distance from it is the noise of this trajectory (bf16 rounding, amplified by Adam where
+    gradients are near zero). A bf16 path may lie up to 3 times that noise, plus one bf16 rounding step of the loss,
+    from the reference. (A fixed tolerance on two bf16 runs failed at random: their distance is noise of the same
+    size as the tolerance, varying with the non-deterministic order of the attention backward's sums.)"""
     from accelerate import Accelerator
 
     from dept_vl.dept import DePTConfig, DePTModel
