@@ -252,14 +252,17 @@ def bart_adapters():
     return random_adapters(BartForConditionalGeneration(config).eval(), max_length=24)
 
 
-@pytest.mark.parametrize("cache", ["dynamic", "static"])
+@pytest.mark.parametrize("cache", ["dynamic", "static", "compiled"])
 def test_beam_decoding_generates_what_transformers_beam_search_generates(t5_run, cache, monkeypatch):
     """Beam search inside beam_decoding (the decoder's cache reordered without the cross-attention cache, in place
-    when static) against transformers' own beam search on the same inputs: the same sequences, for T5 with and
-    without images and for BART; and the lean reorder did run after every step."""
+    when static; with eval.cache=compiled the steps after the first compiled, here by dynamo with the eager backend)
+    against transformers' own beam search on the same inputs: the same sequences, for T5 with and without images and
+    for BART; and the lean reorder did run after every step."""
     from dept_vl.train import decoding
     from dept_vl.train.predict import generation_options
 
+    monkeypatch.setattr(decoding, "DECODING_COMPILE", {"backend": "eager"})
+    torch._dynamo.reset()
     reorders: list[int] = []
     lean = decoding.reorder_decoder_cache
     monkeypatch.setattr(decoding, "reorder_decoder_cache", lambda c, idx: reorders.append(1) or lean(c, idx))
@@ -269,6 +272,9 @@ def test_beam_decoding_generates_what_transformers_beam_search_generates(t5_run,
     inputs = [(m, run.collator([examples[t]])(examples[t], with_labels=False)) for t in examples for m in models]
     ids = torch.randint(3, 100, (4, 7), generator=torch.Generator().manual_seed(1))
     inputs += [(m, {"input_ids": ids, "attention_mask": torch.ones_like(ids)}) for m in bart_adapters()]
+    from torch._dynamo.utils import counters
+
+    graphs = counters["stats"]["unique_graphs"]
     for model, batch in inputs:
         with torch.no_grad():
             expected = model.generate(**batch, **options)
@@ -278,3 +284,5 @@ def test_beam_decoding_generates_what_transformers_beam_search_generates(t5_run,
         assert torch.equal(got, expected)
         assert len(reorders) - before == 6  # after every step, from the first: the lean reorder was bound in time
         assert len({tuple(row) for row in expected[:, 1:].tolist()}) > 1  # outputs that depend on the input
+    assert (counters["stats"]["unique_graphs"] > graphs) == (cache == "compiled")  # the steps ran compiled
+    torch._dynamo.reset()
