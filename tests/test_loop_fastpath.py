@@ -23,7 +23,8 @@ def test_compile_switch():
 
 
 def test_compile_auto_picks_the_least_estimated_time_and_says_why():
-    """The estimate at T5-base on one GPU: eager 100 ms a step; blocks 50 s + 60 ms a step; model 250 s + 12 ms.
+    """The estimate at T5-base (24 blocks) on one GPU: eager 100 ms a step; blocks 50 s + 60 ms a step; model 250 s
+    + 12 ms.
     1,000 steps: eager 100 s < blocks 110 s; 1,500 steps (the issue's run, which the whole-model compile made twice
     as slow as eager): blocks 140 s < eager 150 s < model 268 s; 5,000 steps: model 310 s < blocks 350 s."""
     from dept_vl.train.compiling import compile_choice
@@ -32,8 +33,12 @@ def test_compile_auto_picks_the_least_estimated_time_and_says_why():
     assert compile_choice(TrainConfig(max_steps=1000), cuda, 1)[:2] == (False, "blocks")
     compiled, scope, why = compile_choice(TrainConfig(max_steps=1500), cuda, 1)
     assert (compiled, scope) == (True, "blocks")
-    assert why.startswith("train.compile=auto: compiled, compile_scope=blocks (estimated time of 1,500 steps at T5-base "
-                          "on one GPU: eager 150 s, blocks 140 s, model 268 s;")
+    assert why.startswith("train.compile=auto: compiled, compile_scope=blocks (estimated time of 1,500 steps of a "
+                          "24-block model on one GPU, from figures measured at T5-base: eager 150 s, blocks 140 s, model 268 s;")
+    # steps and the whole model's compile scale with depth, blocks' compile does not: a 4-block model at 1,500 steps,
+    # eager 25 s < model 41.7 + 3 s < blocks 50 + 15 s; a 48-block one at 1,000 steps, blocks 50 + 120 s < eager 200 s
+    assert compile_choice(TrainConfig(max_steps=1500), cuda, 1, blocks=4)[:2] == (False, "model")
+    assert compile_choice(TrainConfig(max_steps=1000), cuda, 1, blocks=48)[:2] == (True, "blocks")
     assert compile_choice(TrainConfig(max_steps=5000), cuda, 1)[:2] == (True, "model")
     # a scope set by hand is the only one weighed against eager
     assert compile_choice(TrainConfig(max_steps=1500, compile_scope="model"), cuda, 1)[:2] == (False, "model")
@@ -48,8 +53,8 @@ def test_compile_auto_picks_the_least_estimated_time_and_says_why():
 
 
 def test_the_loop_compiles_the_scope_auto_chose(monkeypatch):
-    """The loop hands compile_loss the scope compile_choice resolved (blocks for a short run with compile=on), not
-    the configured 'auto'."""
+    """The loop asks compile_choice with the model's number of blocks and hands compile_loss the scope it resolved,
+    not the configured 'auto'."""
     from accelerate import Accelerator
 
     from dept_vl.dept import DePTConfig, DePTModel
@@ -57,11 +62,19 @@ def test_the_loop_compiles_the_scope_auto_chose(monkeypatch):
     from dept_vl.train.loop import prepare_training
     from tests.conftest import tiny_t5
 
-    seen = []
+    asked, seen = [], []
+    choice = compiling.compile_choice
+    monkeypatch.setattr(compiling, "compile_choice", lambda *args: asked.append(args) or choice(*args))
     monkeypatch.setattr(compiling, "compile_loss", lambda model, **options: seen.append(options) or (lambda **batch: None))
     model = DePTModel(tiny_t5(), DePTConfig(num_virtual_tokens=4, rank=2, max_length=64))
-    prepare_training(model, TrainConfig(max_steps=10, compile="on"), Accelerator(cpu=True))
-    assert seen[0]["enabled"] is True and seen[0]["scope"] == "blocks"
+    blocks = len(model.base_model.encoder.block) + len(model.base_model.decoder.block)
+    for scope in ("model", "blocks"):
+        cfg = TrainConfig(max_steps=10, compile="on", compile_scope=scope)
+        prepare_training(model, cfg, Accelerator(cpu=True))
+        assert asked[-1][-1] == blocks
+        assert seen[-1]["enabled"] is True and seen[-1]["scope"] == choice(cfg, torch.device("cpu"), 1, blocks)[1] == scope
+    prepare_training(model, TrainConfig(max_steps=10, compile="on"), Accelerator(cpu=True))  # auto: the estimate's pick
+    assert seen[-1]["scope"] == choice(TrainConfig(max_steps=10, compile="on"), torch.device("cpu"), 1, blocks)[1] != "auto"
 
 
 @pytest.mark.parametrize("attention, expected", [("auto", "sdpa"), ("eager", "eager")])

@@ -161,36 +161,42 @@ def compile_loss(
     return run
 
 
-# train.compile=auto's estimate, from figures measured at T5-base on one GPU (benchmarks/README.md): an eager step
-# takes about 100 ms. The whole loss compiled (compile_scope=model, CUDA graphs): about 250 s of cold compile before
-# the first fast step (H200), then 12 ms a step. Each block compiled once (compile_scope=blocks, no CUDA graphs):
-# the first step 60 s after the command (H100), about 50 s more than an eager run's, then 20 ms a step in
-# `dept-vl pretrain` and 54-80 ms in the step benchmark at every length; the estimate takes the slower 60 ms.
-# The choice is the one of least expected time: eager up to about 1,250 steps, blocks up to about 4,200, then model.
+# train.compile=auto's estimate, from figures measured at T5-base (24 blocks) on one GPU (benchmarks/README.md): an
+# eager step takes about 100 ms. The whole loss compiled (compile_scope=model, CUDA graphs): about 250 s of cold
+# compile before the first fast step (H200), then 12 ms a step. Each block compiled once (compile_scope=blocks, no
+# CUDA graphs): the first step 60 s after the command (H100), about 50 s more than an eager run's, then 20 ms a step
+# in `dept-vl pretrain` and 54-80 ms in the step benchmark at every length; the estimate takes the slower 60 ms.
+# Eager and compiled steps are bound by the host's work per block, and the whole model's compile traces every
+# block, so those scale with the model's number of blocks; blocks' compile traces four block variants whatever the
+# depth. At T5-base the least expected time is eager up to about 1,250 steps, blocks up to about 4,200, then model.
+REFERENCE_BLOCKS = 24
 EAGER_STEP_S = 0.100
 COMPILE_ESTIMATES: dict[str, tuple[float, float]] = {"blocks": (50.0, 0.060), "model": (250.0, 0.012)}  # (cost s, step s)
 
 
-def expected_seconds(scope: str, steps: int) -> float:
-    """The estimated training time of ``steps`` steps: eager (``scope="eager"``) or compiled with ``scope``."""
+def expected_seconds(scope: str, steps: int, blocks: int = REFERENCE_BLOCKS) -> float:
+    """The estimated training time of ``steps`` steps of a model of ``blocks`` transformer blocks: eager
+    (``scope="eager"``) or compiled with ``scope``."""
+    depth = blocks / REFERENCE_BLOCKS
     if scope == "eager":
-        return steps * EAGER_STEP_S
+        return steps * EAGER_STEP_S * depth
     cost, step = COMPILE_ESTIMATES[scope]
-    return cost + steps * step
+    return cost * (depth if scope == "model" else 1.0) + steps * step * depth
 
 
-def compile_choice(cfg: Any, device: torch.device, num_processes: int) -> tuple[bool, str, str]:
-    """``train.compile`` and ``train.compile_scope`` resolved: whether to compile, the scope, and why (what ``auto``
-    estimated), in words for the log. ``auto`` picks, of eager and the compiled scopes allowed, the one of least
-    expected time for ``train.max_steps`` (:func:`expected_seconds`); ``compile_scope=auto`` picks the scope (with
-    several processes: model, the path the gradient sync is built for)."""
+def compile_choice(cfg: Any, device: torch.device, num_processes: int, blocks: int = REFERENCE_BLOCKS) -> tuple[bool, str, str]:
+    """``train.compile`` and ``train.compile_scope`` resolved for a model of ``blocks`` transformer blocks: whether
+    to compile, the scope, and why (what ``auto`` estimated), in words for the log. ``auto`` picks, of eager and the
+    compiled scopes allowed, the one of least expected time for ``train.max_steps`` (:func:`expected_seconds`);
+    ``compile_scope=auto`` picks the scope (with several processes: model, the path the gradient sync is built
+    for)."""
     if cfg.compile not in ("auto", "on", "off"):
         raise ValueError(f"train.compile={cfg.compile!r}; choose auto, on or off")
     scopes = [cfg.compile_scope] if cfg.compile_scope != "auto" else list(COMPILE_ESTIMATES) if num_processes == 1 else ["model"]
     if cfg.compile == "off":
         return False, scopes[0], "train.compile=off"
     steps = cfg.max_steps
-    best_scope = min(scopes, key=lambda scope: expected_seconds(scope, steps))
+    best_scope = min(scopes, key=lambda scope: expected_seconds(scope, steps, blocks))
     if cfg.compile == "on":
         return True, best_scope, f"train.compile=on, compile_scope={best_scope}"
     if device.type != "cuda":
@@ -198,12 +204,13 @@ def compile_choice(cfg: Any, device: torch.device, num_processes: int) -> tuple[
     if num_processes != 1:
         return False, best_scope, f"train.compile=auto: eager ({num_processes} processes: the compiled step is tuned for one GPU)"
     choices = ["eager", *scopes]
-    chosen = min(choices, key=lambda choice: expected_seconds(choice, steps))
-    estimates = ", ".join(f"{choice} {expected_seconds(choice, steps):,.0f} s" for choice in choices)
+    chosen = min(choices, key=lambda choice: expected_seconds(choice, steps, blocks))
+    estimates = ", ".join(f"{choice} {expected_seconds(choice, steps, blocks):,.0f} s" for choice in choices)
     verdict = "eager" if chosen == "eager" else f"compiled, compile_scope={chosen}"
     return chosen != "eager", best_scope if chosen == "eager" else chosen, (
-        f"train.compile=auto: {verdict} (estimated time of {steps:,d} steps at T5-base on one GPU: {estimates}; "
-        f"set train.compile=on or off, train.compile_scope=model or blocks, to choose)")
+        f"train.compile=auto: {verdict} (estimated time of {steps:,d} steps of a {blocks}-block model on one GPU, "
+        f"from figures measured at T5-base: {estimates}; set train.compile=on or off, train.compile_scope=model or "
+        f"blocks, to choose)")
 
 
 def use_compile(cfg: Any, device: torch.device, num_processes: int) -> bool:

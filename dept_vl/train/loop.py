@@ -231,7 +231,8 @@ def prepare_training(model: torch.nn.Module, cfg: TrainConfig, accelerator: Any,
     scheduler = linear_schedule(optimizer, cfg)
     names = [g.get("name", "group") for g in optimizer.param_groups]
     trainable = [p for g in optimizer.param_groups for p in g["params"]]
-    compiled, scope, why = compiling.compile_choice(cfg, device, accelerator.num_processes)
+    blocks = len(compiling.repeated_blocks(model)) or compiling.REFERENCE_BLOCKS
+    compiled, scope, why = compiling.compile_choice(cfg, device, accelerator.num_processes, blocks)
     if cfg.compile == "auto" and device.type == "cuda":
         accelerator.print(why)
     by_hand = reduce_by_hand(cfg, compiled, accelerator.num_processes)
