@@ -35,13 +35,17 @@ def beam_decoding(model: Any, cfg: EvalConfig) -> Iterator[None]:
     training never meets either. Greedy decoding: nothing (transformers compiles its static-cache step itself).
 
     Raises:
-        ValueError: ``model`` holds no transformers model."""
+        ValueError: ``eval.cache=compiled`` and ``model`` holds no transformers model."""
     if cfg.num_beams == 1:
         yield
         return
     target = decoding_model(model)
-    if target is None:
-        raise ValueError(f"beam search: {type(model).__name__} holds no transformers model to decode with")
+    if target is None and cfg.cache == "compiled":
+        raise ValueError(f"eval.cache=compiled: {type(model).__name__} holds no transformers model to compile; "
+                         f"use eval.cache=static")
+    if target is None:  # not a transformers model: its own generate, untouched
+        yield
+        return
     steady = compiled_steps(target) if cfg.cache == "compiled" else None
     eager = target._call_impl
 
