@@ -286,3 +286,16 @@ def test_beam_decoding_generates_what_transformers_beam_search_generates(t5_run,
         assert len({tuple(row) for row in expected[:, 1:].tolist()}) > 1  # outputs that depend on the input
     assert (counters["stats"]["unique_graphs"] > graphs) == (cache == "compiled")  # the steps ran compiled
     torch._dynamo.reset()
+
+
+def test_beam_decoding_without_a_transformers_model():
+    """A model holding no transformers model keeps its own generate under beam search; eval.cache=compiled, which
+    has nothing to compile then, says so and names the way out."""
+    from dept_vl.train.decoding import beam_decoding
+
+    model = torch.nn.Linear(2, 2)
+    with beam_decoding(model, EvalConfig(num_beams=3, cache="dynamic")):
+        assert model._compiled_call_impl is None
+    with pytest.raises(ValueError, match="eval.cache=compiled: Linear holds no transformers model to compile; use eval.cache=static"):
+        with beam_decoding(model, EvalConfig(num_beams=3, cache="compiled")):
+            pass
