@@ -185,7 +185,8 @@ class TrainConfig:
                            "(its best adapter is kept); 0 = train every step", minimum=0)
     save_every: int = option(250, "write a checkpoint every this many steps (0 = never)", minimum=0)
     compile: str = option("auto", "torch.compile the training step: auto (single GPU, where the compile repays itself "
-                          "by the measured estimate, scaled by depth: from about 1,250 steps at T5-base), on or off", choices=("auto", "on", "off"))
+                          "by the measured estimate, scaled by depth: from about 1,250 steps at T5-base), on or off",
+                          choices=("auto", "on", "off"))
     compile_scope: str = option("auto", "what a compiled step compiles: model (the whole loss, one graph, CUDA graphs: the "
                                 "fastest step, the longest compile), blocks (each transformer block once, its code reused "
                                 "by every layer: a short compile) or auto (the one of least estimated time for max_steps)",
