@@ -112,3 +112,26 @@ def test_the_loop_compiles_blocks_when_asked(monkeypatch):
                       compile_scope="blocks")
     train_loop(model, [Batch("t", batch(2, 7, 0))], cfg, Accelerator(cpu=True), show_progress=False)
     assert compiled == [4]  # the model's 2 encoder and 2 decoder blocks, once
+
+
+def test_each_block_variant_is_handed_to_the_compiler_once(monkeypatch):
+    """A T5's four block variants reach the compiler once each: its Python floats (dropout rate, norm epsilon) are
+    constants, not symbols that make dynamo restart its analysis and trace those graphs again (six compiler calls
+    then, and a warm start's tracing doubled)."""
+    from torch._dynamo.backends.debugging import aot_eager
+
+    from dept_vl.train.compiling import compile_blocks
+    from tests.conftest import tiny_t5
+
+    monkeypatch.setattr(torch._dynamo.config, "specialize_float", False)  # torch's default; compile_blocks changes it
+    calls: list[int] = []
+
+    def counting(graph, example_inputs, **options):  # aot_eager: the pass that restarts on symbolic floats runs there
+        calls.append(1)
+        return aot_eager(graph, example_inputs, **options)
+
+    model = tiny_t5().train()
+    assert compile_blocks(model, backend=counting) == 4
+    ids = torch.randint(3, 100, (4, 9), generator=torch.Generator().manual_seed(0))
+    model(input_ids=ids, labels=ids, use_cache=False).loss.backward()
+    assert len(calls) == 4

@@ -76,9 +76,9 @@ def compile_blocks(model: nn.Module, *, backend: str = "inductor", fullgraph: bo
         raise ValueError(f"train.compile_scope=blocks: {type(model).__name__} has no repeated blocks (an nn.ModuleList of "
                          f"one module class) to compile; use train.compile_scope=model")
     options: dict[str, Any] = {"backend": backend, "fullgraph": fullgraph, "dynamic": True}
+    use_dynamic_shape_settings()
     if backend == "inductor":
         use_compile_cache()
-        use_dynamic_shape_settings()
     for block in blocks:
         _compile_for_training(block, torch.compile(block._call_impl, **options))
     return len(blocks)
@@ -141,8 +141,8 @@ def compile_loss(
     if backend == "inductor":
         options["mode"] = mode
         use_compile_cache()
-        if dynamic:
-            use_dynamic_shape_settings()
+    if dynamic:
+        use_dynamic_shape_settings()
     compiled = torch.compile(loss_fn, **options)
     uses_graphs = backend == "inductor" and mode in ("reduce-overhead", "max-autotune")
 
