@@ -114,7 +114,7 @@ def test_the_loop_compiles_blocks_when_asked(monkeypatch):
     assert compiled == [4]  # the model's 2 encoder and 2 decoder blocks, once
 
 
-def test_each_block_variant_is_handed_to_the_compiler_once(monkeypatch):
+def test_each_block_variant_is_handed_to_the_compiler_once():
     """A T5's four block variants reach the compiler once each: its Python floats (dropout rate, norm epsilon) are
     constants, not symbols that make dynamo restart its analysis and trace those graphs again (six compiler calls
     then, and a warm start's tracing doubled)."""
@@ -123,7 +123,6 @@ def test_each_block_variant_is_handed_to_the_compiler_once(monkeypatch):
     from dept_vl.train.compiling import compile_blocks
     from tests.conftest import tiny_t5
 
-    monkeypatch.setattr(torch._dynamo.config, "specialize_float", False)  # torch's default; compile_blocks changes it
     calls: list[int] = []
 
     def counting(graph, example_inputs, **options):  # aot_eager: the pass that restarts on symbolic floats runs there
@@ -131,7 +130,8 @@ def test_each_block_variant_is_handed_to_the_compiler_once(monkeypatch):
         return aot_eager(graph, example_inputs, **options)
 
     model = tiny_t5().train()
-    assert compile_blocks(model, backend=counting) == 4
-    ids = torch.randint(3, 100, (4, 9), generator=torch.Generator().manual_seed(0))
-    model(input_ids=ids, labels=ids, use_cache=False).loss.backward()
+    with torch._dynamo.config.patch(specialize_float=False):  # torch's default; compile_blocks changes it
+        assert compile_blocks(model, backend=counting) == 4
+        ids = torch.randint(3, 100, (4, 9), generator=torch.Generator().manual_seed(0))
+        model(input_ids=ids, labels=ids, use_cache=False).loss.backward()
     assert len(calls) == 4
