@@ -79,17 +79,24 @@ def _shared_base(groups: Sequence[tuple[DePTModel, Mapping[str, Any]]]) -> nn.Mo
     return groups[0][0].base_model
 
 
+def _text_model(base: nn.Module) -> nn.Module:
+    """The Hugging Face seq2seq model of ``base`` (the VL model's text model, or ``base`` itself)."""
+    return getattr(base, "text_model", base)
+
+
 def packed_forward(groups: Sequence[tuple[DePTModel, Mapping[str, Any]]]) -> Any:
     """The base's output (logits of every row) for several (adapter, batch) groups in one forward pass.
 
     Each batch keeps its own text width (and so its visual tokens' positions); labels (and
-    ``decoder_attention_mask``) are right-padded with -100 (0). Returns the base's output object; its ``loss``
-    mixes the groups, use :func:`group_losses` for each group's own mean."""
+    ``decoder_attention_mask``) are right-padded with -100 (0) and become the decoder's inputs as the base
+    makes them. The output carries logits and no loss (one over every group would mix them, and cost a pass
+    over the whole vocabulary): :func:`group_losses` gives each group's own mean."""
     base = _shared_base(groups)
     embeds, mask = _packed_encoder_inputs(groups)
     extra: dict[str, Any] = {"use_cache": False}
     if all(batch.get("labels") is not None for _, batch in groups):
-        extra["labels"] = pad_right([batch["labels"] for _, batch in groups], -100)
+        labels = pad_right([batch["labels"] for _, batch in groups], -100)
+        extra["decoder_input_ids"] = _text_model(base).prepare_decoder_input_ids_from_labels(labels=labels)
     if all(batch.get("decoder_attention_mask") is not None for _, batch in groups):
         extra["decoder_attention_mask"] = pad_right([batch["decoder_attention_mask"] for _, batch in groups], 0)
     if hasattr(base, "encode"):  # the VL model: encode the ready input, then its text model
