@@ -191,7 +191,8 @@ class TrainConfig:
                                 "fastest step, the longest compile), blocks (each transformer block once, its code reused "
                                 "by every layer: a short compile) or auto (the one of least estimated time for max_steps)",
                                 choices=("auto", "model", "blocks"))
-    attention: str = option("auto", "attention kernel: auto (biased_sdpa for T5 with a frozen base on GPU), keep (the "
+    attention: str = option("auto", "attention kernel: auto (T5 with a frozen base on GPU: biased_cudnn where cuDNN's fused "
+                            "attention passes a check against biased_sdpa at start, else biased_sdpa), keep (the "
                             "model's own), eager, sdpa, biased_sdpa or biased_cudnn",
                             choices=("auto", "keep", "eager", "sdpa", "biased_sdpa", "biased_cudnn"))
     num_workers: int = option(0, "data-loader worker processes (0 = load in the main process)", minimum=0)

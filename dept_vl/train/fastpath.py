@@ -2,7 +2,7 @@
 
 The training loop (``dept_vl.train.loop``) runs exactly these helpers, and the benchmark's default rows time them::
 
-    set_attention(model, resolve_attention("auto", model, device))       # T5 on GPU: the fused biased kernel
+    set_attention(model, resolve_attention("auto", model, device))       # T5 on GPU: a fused biased kernel
     optimizer = make_optimizer(model.param_groups())                     # fused AdamW on CUDA
     loss_fn = compile_loss(model, enabled=use_compile(cfg, device, 1))   # dept_vl.train.compiling
     for batch in batches:                                                # padded to the batch's longest row
@@ -201,18 +201,40 @@ def set_attention(model: nn.Module, attention: str) -> None:
 
 
 def resolve_attention(choice: str, model: nn.Module, device: torch.device | str) -> str:
-    """The attention to train with: ``choice``, or for ``"auto"`` ``"biased_sdpa"`` on CUDA for T5-family
-    models whose position bias is frozen (their relative-position bias sends plain SDPA down its fp32 math
-    path once compiled; measured 1.3-1.5x the examples/s, see ``benchmarks/README.md``) and ``"keep"``
-    otherwise (CPU, other models, full fine-tuning)."""
+    """The attention to train with: ``choice``, or for ``"auto"``, on CUDA for T5-family models whose position
+    bias is frozen (their relative-position bias sends plain SDPA down its fp32 math path once compiled),
+    ``"biased_cudnn"`` where the frozen base is bf16 or fp16 and cuDNN's fused attention passes
+    :func:`dept_vl.train.kernel_check.cudnn_attention_works` on this device (1.10-1.17x the memory-efficient
+    kernel's examples/s, measured), else ``"biased_sdpa"`` (1.3-1.5x plain SDPA, see ``benchmarks/README.md``);
+    ``"keep"`` otherwise (CPU, other models, full fine-tuning)."""
     if choice == "auto":
         types = {getattr(getattr(m, "config", None), "model_type", None) for m in model.modules()}
         on_cuda = torch.device(device).type == "cuda"
         bias_trains = any(p.requires_grad for n, p in model.named_parameters() if "relative_attention_bias" in n)
-        return "biased_sdpa" if on_cuda and types & set(BIASED_MODEL_TYPES) and not bias_trains else "keep"
+        if not (on_cuda and types & set(BIASED_MODEL_TYPES) and not bias_trains):
+            return "keep"
+        from dept_vl.train.kernel_check import cudnn_attention_works
+
+        dtype = frozen_dtype(model)
+        half = dtype in (torch.bfloat16, torch.float16)
+        return "biased_cudnn" if half and cudnn_attention_works(str(torch.device(device)), dtype) else "biased_sdpa"
     if choice not in ATTENTION_CHOICES:
         raise ValueError(f"attention={choice!r} is unknown; choose auto or one of {', '.join(ATTENTION_CHOICES)}")
     return choice
+
+
+def frozen_dtype(model: nn.Module) -> torch.dtype:
+    """The dtype of the frozen base's floating weights (float32 when it has none)."""
+    return next((p.dtype for p in model.parameters() if not p.requires_grad and p.is_floating_point()), torch.float32)
+
+
+def why_biased_kernel(attention: str, model: nn.Module) -> str:
+    """Why ``attention=auto`` chose ``attention`` (a biased kernel) for ``model``: for the run's log."""
+    if attention == "biased_cudnn":
+        return "cuDNN's fused attention passed its check against the memory-efficient kernel on this GPU"
+    if frozen_dtype(model) not in (torch.bfloat16, torch.float16):
+        return "the memory-efficient kernel: cuDNN has no float32 attention"
+    return "the memory-efficient kernel: cuDNN's fused attention failed its check on this GPU"
 
 
 def disable_attention_dropout(model: nn.Module) -> int:

@@ -226,7 +226,10 @@ def prepare_training(model: torch.nn.Module, cfg: TrainConfig, accelerator: Any,
     """Attention kernel, fused AdamW over the model's groups, linear warmup and decay, compilation and the
     gradient sync of several processes: everything the loop's step runs, as the benchmark runs it too."""
     device = accelerator.device
-    fastpath.set_attention(model, fastpath.resolve_attention(cfg.attention, model, device))  # T5 on GPU: the fused kernel
+    attention = fastpath.resolve_attention(cfg.attention, model, device)  # T5 on GPU: a fused biased kernel
+    fastpath.set_attention(model, attention)
+    if cfg.attention == "auto" and attention.startswith("biased_"):
+        accelerator.print(f"train.attention=auto: {attention} ({fastpath.why_biased_kernel(attention, model)})")
     optimizer = fastpath.make_optimizer(model.param_groups())
     scheduler = linear_schedule(optimizer, cfg)
     names = [g.get("name", "group") for g in optimizer.param_groups]
