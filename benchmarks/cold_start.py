@@ -25,26 +25,39 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 
 def timed_run(command: list[str], env: dict[str, str], log_file: Path, timeout: float) -> dict:
-    """Run ``command``; the seconds until ``log_file`` holds its first step, the whole wall time, the recompiles."""
+    """Run ``command``; the seconds until ``log_file`` holds its first step, the whole wall time, the recompiles, and
+    a timeline of the command's output (each line with the seconds at which it came: where the time to the first
+    step went)."""
     start = time.perf_counter()
     output_file = log_file.parent.with_name(log_file.parent.name + ".out")
+    timeline: list[tuple[float, str]] = []
     with output_file.open("w") as sink:
-        process = subprocess.Popen(command, env=env, stdout=sink, stderr=subprocess.STDOUT, text=True)
+        process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+
+        def read() -> None:
+            for line in process.stdout:
+                sink.write(line)
+                sink.flush()
+                timeline.append((round(time.perf_counter() - start, 2), line.rstrip()[:160]))
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
         first_step, during_first = None, 0
         while process.poll() is None:
             if first_step is None and log_file.is_file() and '"loss"' in log_file.read_text():
                 first_step = time.perf_counter() - start
-                sink.flush()
-                during_first = output_file.read_text().count("Recompiling function")
+                during_first = sum("Recompiling function" in line for _, line in timeline)
             if time.perf_counter() - start > timeout:
                 process.kill()
                 raise TimeoutError(f"{' '.join(command)} ran past {timeout:.0f} s")
             time.sleep(0.05)
+        reader.join(timeout=10)
     wall = time.perf_counter() - start
     output = output_file.read_text()
     if process.returncode:
@@ -56,7 +69,21 @@ def timed_run(command: list[str], env: dict[str, str], log_file: Path, timeout: 
     return {"first_step_s": first_step, "wall_s": wall, "recompiles_first_step": during_first,
             "recompiles_after_first_step": total - during_first,
             "steady_step_ms": sorted(steady)[len(steady) // 2] if steady else None,
-            "first_logged_step": records[0]["step"] if records else None, "steps": records[-1]["step"] if records else 0}
+            "first_logged_step": records[0]["step"] if records else None, "steps": records[-1]["step"] if records else 0,
+            "timeline": milestones(timeline)}
+
+
+def milestones(timeline: list[tuple[float, str]], limit: int = 40) -> list[list]:
+    """The command's own output lines with their times, and one line a recompilation (the compiler's log writes a
+    dozen for each)."""
+    kept = []
+    for t, line in timeline:
+        if "__recompiles" in line:
+            if "triggered by" in line:
+                kept.append([t, "recompile " + line[line.index("__recompiles") - 7:line.index("__recompiles") - 2]])
+        elif line.strip() and "Recompiling function" not in line:
+            kept.append([t, line])
+    return kept[:limit]
 
 
 def compile_settings(scope: str) -> list[str]:
