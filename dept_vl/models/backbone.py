@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 
@@ -82,7 +83,7 @@ def load_backbone(directory: str | Path, device: str | torch.device | None = Non
         tokenizer = AutoTokenizer.from_pretrained(str(directory / TOKENIZER_DIR))
     elif spec.tokenizer == WORD_LEVEL:  # an older backbone without its tokenizer folder: rebuild it from the words
         tokenizer = build_tokenizer(spec)
-    model = build_from_spec(dataclasses.replace(spec, image_pretrained=False), tokenizer=tokenizer)
+    model = build_unfilled(dataclasses.replace(spec, image_pretrained=False), tokenizer)
     missing, unexpected = load_model(model, str(directory / WEIGHTS_FILE), strict=False)
     if missing or unexpected:
         raise ValueError(
@@ -91,3 +92,39 @@ def load_backbone(directory: str | Path, device: str | torch.device | None = Non
         )
     model.eval()  # as from_pretrained does; call .train() to fine-tune
     return model.to(device) if device is not None else model
+
+
+RANDOM_FILLS = ("normal_", "uniform_")  # what every random initialisation of torch, transformers and timm draws with
+
+
+@contextlib.contextmanager
+def random_fills_skipped() -> Iterator[None]:
+    """Inside, ``Tensor.normal_`` and ``Tensor.uniform_`` leave their tensor as it is: for weights about to be loaded."""
+    real = {name: getattr(torch.Tensor, name) for name in RANDOM_FILLS}
+
+    def unchanged(tensor: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        return tensor
+
+    try:
+        for name in RANDOM_FILLS:
+            setattr(torch.Tensor, name, unchanged)
+        yield
+    finally:
+        for name, method in real.items():
+            setattr(torch.Tensor, name, method)
+
+
+def build_unfilled(spec: VLModelSpec, tokenizer: Any) -> Any:
+    """The spec's model with its weights allocated but not drawn at random, for weights about to be loaded (the random
+    initialisation of T5-base's shapes alone takes seconds of host time; every weight the file lacks is an error of
+    :func:`load_backbone`). A model that keeps tensors no weights file holds (a non-persistent buffer, a plain tensor
+    attribute) is built the ordinary way, so that they hold what its code makes of them."""
+    with random_fills_skipped():
+        model = build_from_spec(spec, tokenizer=tokenizer)
+    saved = set(model.state_dict())
+    unsaved_buffers = [name for name, _ in model.named_buffers() if name not in saved]
+    plain_tensors = [name for module in model.modules() for name, value in vars(module).items()
+                     if isinstance(value, torch.Tensor) and not isinstance(value, torch.nn.Parameter)]
+    if unsaved_buffers or plain_tensors:
+        return build_from_spec(spec, tokenizer=tokenizer)
+    return model
