@@ -106,6 +106,39 @@ def test_attention_paths_agree_on_loss_and_gradients(attention):
     assert model.generate(input_ids=b["input_ids"], attention_mask=b["attention_mask"], max_new_tokens=3).shape[0] == 3
 
 
+@pytest.mark.parametrize("kind", ["text", "text-unpadded", "vl"])
+def test_the_biased_kernels_never_read_a_tensor_on_the_host(kind, monkeypatch):
+    """An eager step that reads a tensor on the host waits there for the GPU (transformers' masks check whether they
+    can be left out: twice a forward). With the biased kernels the forward and backward read nothing, and the loss
+    is plain SDPA's, padded batch or not."""
+    if kind == "vl":
+        import dept_vl.tasks  # noqa: F401 - the tiny preset's words
+        from dept_vl.models import build_vl_model
+
+        torch.manual_seed(0)
+        model = DePTModel(build_vl_model("tiny"), DePTConfig(num_virtual_tokens=3, rank=2, max_length=32)).train()
+        vocab = model.base_model.get_input_embeddings().num_embeddings
+        b = {**{k: v % vocab for k, v in batch().items()}, "pixel_values": torch.randn(3, 3, 48, 48)}
+    else:
+        model, b = dept(), batch()
+        if kind == "text-unpadded":
+            b["attention_mask"] = torch.ones_like(b["attention_mask"])
+    plain = copy.deepcopy(model)
+    fastpath.set_attention(plain, "sdpa")
+    fastpath.set_attention(model, "biased_sdpa")
+    reads = []
+    for name in ("__bool__", "item", "tolist"):
+        real = getattr(torch.Tensor, name)
+        monkeypatch.setattr(torch.Tensor, name, lambda t, *a, _real=real, _name=name, **k: (reads.append(_name), _real(t, *a, **k))[1])
+    torch.manual_seed(1)  # the same dropout masks in both
+    loss = model(**b, use_cache=False).loss
+    loss.backward()
+    monkeypatch.undo()
+    assert reads == []
+    torch.manual_seed(1)
+    torch.testing.assert_close(loss, plain(**b, use_cache=False).loss, rtol=1e-5, atol=1e-6)
+
+
 def test_set_attention_rejects_unknown_names():
     with pytest.raises(ValueError, match="attention='flash'"):
         fastpath.set_attention(dept(), "flash")

@@ -165,15 +165,23 @@ def aligned_attention_inputs(
     return key, value, bias
 
 
+def additive_mask(*args: Any, **kwargs: Any) -> torch.Tensor | None:
+    """transformers' additive (eager) attention mask, made even where no token is padded: deciding to leave it out
+    reads the mask on the host, which waits for the GPU in every eager forward (twice: the encoder's mask and the
+    cross-attention's); the biased kernels add a bias either way."""
+    from transformers.masking_utils import eager_mask
+
+    return eager_mask(*args, **{**kwargs, "allow_is_bidirectional_skip": False})
+
+
 def register_attention(kernel: str = "efficient") -> str:
     """Register :func:`biased_sdpa_attention` (``kernel="efficient"``) or :func:`biased_cudnn_attention`
-    (``"cudnn"``) and its additive mask with transformers; returns the registered name."""
+    (``"cudnn"``) and its additive mask (:func:`additive_mask`) with transformers; returns the registered name."""
     from transformers import AttentionInterface, AttentionMaskInterface
-    from transformers.masking_utils import eager_mask
 
     name, function = (BIASED_CUDNN, biased_cudnn_attention) if kernel == "cudnn" else (BIASED_SDPA, biased_sdpa_attention)
     AttentionInterface.register(name, function)
-    AttentionMaskInterface.register(name, eager_mask)
+    AttentionMaskInterface.register(name, additive_mask)
     return name
 
 
