@@ -108,6 +108,8 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=420.0, help="seconds a run may take")
     parser.add_argument("--tasks", default="shapes_color,shapes_count,shapes_exist,shapes_nli",
                         help="source tasks (the default leaves out the caption task, whose metric needs pycocoevalcap)")
+    parser.add_argument("--random-init", action="store_true", help="the command builds --preset with random weights "
+                        "(by default the preset is saved once as a backbone, which the command loads as users' runs load weights)")
     parser.add_argument("--smoke", action="store_true")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
@@ -116,6 +118,14 @@ def main() -> None:
 
     figures: dict = {"preset": args.preset, "steps": args.steps, "batch_size": args.batch_size, "runs": {}}
     with tempfile.TemporaryDirectory() as tmp:
+        model = [f"model.preset={args.preset}"]
+        if not args.random_init:  # as users' runs do: weights loaded (here a saved backbone), not drawn at random
+            sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+            import dept_vl.tasks  # noqa: F401 - the presets' words
+            from dept_vl.models import build_vl_model, save_backbone
+
+            model = [f"model.backbone={save_backbone(build_vl_model(args.preset), Path(tmp) / 'backbone')}"]
+        figures["model"] = model[0]
         for scope in args.scopes.split(","):
             env = {**os.environ, "DEPT_VL_CACHE": str(Path(tmp) / f"cache-{scope}"), "TORCH_LOGS": "recompiles",
                    "PYTHONUNBUFFERED": "1"}
@@ -124,7 +134,7 @@ def main() -> None:
             for label in ("cold",) if args.cold_only else ("cold", "warm"):
                 out = Path(tmp) / f"{scope}-{label}"
                 command = [sys.executable, "-m", "dept_vl.cli", "pretrain", "--config", "shapes_pretrain",
-                           f"model.preset={args.preset}", f"data.tasks=[{args.tasks}]", "data.feature_cache=true", f"train.max_steps={args.steps}",
+                           *model, f"data.tasks=[{args.tasks}]", "data.feature_cache=true", f"train.max_steps={args.steps}",
                            f"train.batch_size={args.batch_size}", *compile_settings(scope),
                            f"train.log_every={args.log_every}", f"train.eval_every={args.steps}", "train.save_every=0",
                            "data.eval_size=32", f"output_dir={out}"]

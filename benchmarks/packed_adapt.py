@@ -185,6 +185,8 @@ def main() -> None:
     parser.add_argument("--s", type=int, default=96)
     parser.add_argument("--modes", default="off,on", help="pack settings to time, in order (off, on, on:key=value,...)")
     parser.add_argument("--grid", action="store_true", help="the 4 x 4 learning-rate grid: dept-scratch, k=32, seed 0, 16 runs")
+    parser.add_argument("--random-init", action="store_true", help="each mode builds --preset with random weights "
+                        "(by default the preset is saved once as a backbone, which every mode loads as users' runs load weights)")
     parser.add_argument("--smoke", action="store_true", help="CPU-sized: the shipped tiny backbone, 2 runs an arm, tiny sets")
     parser.add_argument("--profile", default=None, help="a text file: the last mode runs under torch.profiler, and its "
                         "GPU-busy share and top operations (by GPU and by host time) go there")
@@ -196,14 +198,19 @@ def main() -> None:
         args.k, args.seeds, args.steps, args.test_size, args.pool_size, args.beams = [2], [0, 1], 4, 16, 60, 2
         args.m, args.r, args.arms = 4, 2, "dept-transfer"
 
-    common = settings(args)
-    if args.grid:
-        common += [f"adapt.{key}=[{','.join(map(str, values))}]" for key, values in GRID.items()]
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    figures: dict = {"device": torch.cuda.get_device_name() if device == "cuda" else "cpu", "torch": torch.__version__,
-                     "settings": common, "arms": {}}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
+        if not (args.backbone or args.smoke or args.random_init):  # as users' runs do: weights loaded, not drawn
+            from dept_vl.models import build_vl_model, save_backbone
+
+            args.backbone = str(save_backbone(build_vl_model(args.preset), root / "backbone"))
+            print(f"preset {args.preset} saved as a backbone (loaded by every mode; not timed)", flush=True)
+        common = settings(args)
+        if args.grid:
+            common += [f"adapt.{key}=[{','.join(map(str, values))}]" for key, values in GRID.items()]
+        figures: dict = {"device": torch.cuda.get_device_name() if device == "cuda" else "cpu", "torch": torch.__version__,
+                         "preset": args.preset, "settings": common, "arms": {}}
         sources = {}
         for method in sorted({ARMS[a][0] for a in args.arms.split(",") if ARMS[a][1]}):
             t = time.perf_counter()

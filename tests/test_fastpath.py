@@ -344,3 +344,9 @@ def test_the_compilers_caches_live_in_dept_vls_cache_folder_unless_the_user_chos
     assert os.environ["TRITON_CACHE_DIR"] == str(tmp_path / "cache" / "compile" / "triton")
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "theirs"))
     assert compiling.use_compile_cache() == tmp_path / "theirs"
+    # importing torch._dynamo writes torch's default folder there: that is nobody's choice
+    import torch._inductor.runtime.cache_dir_utils as inductor_cache
+
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", inductor_cache.default_cache_dir())
+    assert compiling.use_compile_cache() == tmp_path / "cache" / "compile" / "inductor"
+    assert inductor_cache.cache_dir() == str(tmp_path / "cache" / "compile" / "inductor")  # where inductor writes

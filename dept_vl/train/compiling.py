@@ -23,13 +23,26 @@ IMAGE_KEYS = ("image_features", "pixel_values", "image_mask")
 def use_compile_cache() -> Path:
     """Keep the compiler's caches (inductor's FX graph and kernel caches, Triton's kernels) in dept-vl's cache
     folder, ``compile/`` (:func:`dept_vl.io.cache_dir`), so a second run of the same shapes (every run of a sweep,
-    a resumed run) starts warm; a folder the user set (``TORCHINDUCTOR_CACHE_DIR``, ``TRITON_CACHE_DIR``) is kept."""
+    a resumed run) starts warm; a folder the user set (``TORCHINDUCTOR_CACHE_DIR``, ``TRITON_CACHE_DIR``) is kept.
+    Importing ``torch._dynamo`` (as transformers does) writes torch's own default into ``TORCHINDUCTOR_CACHE_DIR``:
+    that value counts as unset."""
     from dept_vl.io import cache_dir
 
     root = cache_dir("compile")
-    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(root / "inductor"))
+    chosen = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    if chosen is None or os.path.abspath(chosen) == torch_default_cache_dir():
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(root / "inductor")
     os.environ.setdefault("TRITON_CACHE_DIR", str(root / "triton"))
     return Path(os.environ["TORCHINDUCTOR_CACHE_DIR"])
+
+
+def torch_default_cache_dir() -> str | None:
+    """The folder inductor caches in when nobody chose one (None where this torch does not say)."""
+    try:
+        from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+    except ImportError:
+        return None
+    return os.path.abspath(default_cache_dir())
 
 
 def use_dynamic_shape_settings() -> None:
