@@ -1,6 +1,7 @@
 """Time to the first compiled step of ``dept-vl pretrain``, cold and warm, and the recompilations of a run.
 
-For each ``train.compile_scope`` asked (``blocks``: each transformer block compiled once; ``model``: the whole loss),
+The image features are kept in a folder of the scope (as a real data set's are on disk; the synthetic world's are
+otherwise made in memory each run), so the warm run reads them. For each ``train.compile_scope`` asked (``blocks``: each transformer block compiled once; ``model``: the whole loss),
 the same command runs twice in fresh processes with one new dept-vl cache folder (``DEPT_VL_CACHE``): the first
 starts with empty compiler caches (cold), the second finds what the first left there (warm). Each run is timed from
 the launch of the command to its first step's log line (``train.log_every=1``: that line is written after the
@@ -134,7 +135,8 @@ def main() -> None:
             for label in ("cold",) if args.cold_only else ("cold", "warm"):
                 out = Path(tmp) / f"{scope}-{label}"
                 command = [sys.executable, "-m", "dept_vl.cli", "pretrain", "--config", "shapes_pretrain",
-                           *model, f"data.tasks=[{args.tasks}]", "data.feature_cache=true", f"train.max_steps={args.steps}",
+                           *model, f"data.tasks=[{args.tasks}]", "data.feature_cache=true",
+                           f"data.feature_dir={Path(tmp) / f'features-{scope}'}", f"train.max_steps={args.steps}",
                            f"train.batch_size={args.batch_size}", *compile_settings(scope),
                            f"train.log_every={args.log_every}", f"train.eval_every={args.steps}", "train.save_every=0",
                            "data.eval_size=32", f"output_dir={out}"]
