@@ -15,8 +15,8 @@ dept-vl's fast path: bf16 base, length buckets, torch.compile, fused AdamW, grad
 linear schedule; each step is the training loop's own, ``dept_vl.train.loop.prepare_training(...).step``),
 ``dept_eager`` (the same without compilation), ``peft_pt100`` / ``peft_lora`` (HF peft as its users run it: bf16 base, dynamic
 padding, eager), ``full_ft`` (fp32 weights, bf16 autocast, eager). ``*_biased`` / ``*_cudnn`` rows use the
-fused biased attention (``biased_sdpa`` / ``biased_cudnn``); ``dept_fast_biased`` is what the loop
-runs by default on a GPU (``train.attention=auto``). Workloads: ``glue`` (lognormal lengths, median 40, sigma 0.6, clipped to [8, 256]),
+fused biased attention (``biased_sdpa`` / ``biased_cudnn``); ``*_auto`` rows are what the loop runs by default on
+a GPU (``train.attention=auto``: ``biased_cudnn`` where cuDNN's attention passes its check at start, else ``biased_sdpa``). Workloads: ``glue`` (lognormal lengths, median 40, sigma 0.6, clipped to [8, 256]),
 ``glue_grouped`` (the same lengths, length-grouped batches), ``full256``, ``len32`` ... ``len256``.
 """
 
@@ -53,7 +53,7 @@ SIZES = {  # T5 v1.0 shapes; vocab 32128
 }
 M, R, S, PT_TOKENS, LORA_R, LABEL_LEN = 60, 30, 256, 100, 8, 4
 SWEEP = (32, 64, 128, 256)
-LEVERS = {"_biased": "biased_sdpa", "_cudnn": "biased_cudnn"}  # row suffix -> attention of that row
+LEVERS = {"_biased": "biased_sdpa", "_cudnn": "biased_cudnn", "_auto": "auto"}  # row suffix -> attention of that row
 T0 = time.time()
 
 
@@ -601,7 +601,7 @@ def environment(device: str) -> dict[str, Any]:
     return env
 
 
-DEFAULT_ROWS = "reference,dept_fast,pt100_fast,peft_pt100,peft_lora,full_ft,dept_eager,dept_fast_biased,pt100_fast_biased"
+DEFAULT_ROWS = "reference,dept_fast,pt100_fast,peft_pt100,peft_lora,full_ft,dept_eager,dept_fast_biased,pt100_fast_biased,dept_fast_auto"
 WORKLOADS = {  # which workloads each row runs (the reference pads to 256 whatever the lengths)
     "reference": ["glue"],
     "dept_fast": ["glue", "full256", "glue_grouped"] + [f"len{n}" for n in SWEEP],
@@ -614,6 +614,8 @@ WORKLOADS = {  # which workloads each row runs (the reference pads to 256 whatev
     "pt100_fast_biased": ["glue", "full256", "glue_grouped"],
     "dept_fast_cudnn": ["glue", "full256", "glue_grouped"],
     "pt100_fast_cudnn": ["glue", "full256", "glue_grouped"],
+    "dept_fast_auto": ["glue", "full256", "glue_grouped"],
+    "pt100_fast_auto": ["glue", "full256", "glue_grouped"],
 }
 
 
