@@ -9,6 +9,9 @@ and generation latency; plus the VL model with its image-feature cache on and of
     PYTHONPATH=. python benchmarks/train_step.py --size base --out benchmarks/results/t5-base.json
     python benchmarks/train_step.py --smoke --out smoke.json      # CPU, tiny model, seconds
 
+Its parts: ``step_parts.py`` (settings, workloads, the rows' models and steps, the clock), ``step_checks.py`` (the
+attention numerics checks and the VL feature-cache rows).
+
 Rows (``variant``): ``reference`` (the DePT code's setting: every input padded to s=256, fp32, eager,
 written here), ``dept_fast`` / ``pt100_fast`` (DePT m=60 r=30 and prompt tuning with 100 tokens on
 dept-vl's fast path: bf16 base, length buckets, torch.compile, fused AdamW, gradient clipping and the
@@ -23,9 +26,7 @@ a GPU (``train.attention=auto``: ``biased_cudnn`` where cuDNN's attention passes
 from __future__ import annotations
 
 import argparse
-import gc
 import json
-import math
 import os
 import platform
 import sys
@@ -33,7 +34,7 @@ import time
 import traceback
 import warnings
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -41,184 +42,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from dept_vl import DePTConfig, DePTModel  # noqa: E402
-from dept_vl.train import compiling, fastpath  # noqa: E402
+from benchmarks.step_checks import attention_checks, vl_cache  # noqa: E402
+from benchmarks.step_parts import (  # noqa: E402, F401 - ReferenceDePT: the tests read it here
+    LABEL_LEN, LEVERS, LORA_R, M, PT_TOKENS, R, S, SCHEMA, SIZES, SWEEP, T0, Clock, ReferenceDePT, build_variant, clean,
+    compiling, fastpath, lever_suffix, log, memory_gb, pad_batch, to_device, workloads)
 
-SCHEMA = "dept-vl-bench/1"
-SIZES = {  # T5 v1.0 shapes; vocab 32128
-    "tiny": dict(d_model=64, d_ff=128, num_layers=2, num_heads=4, d_kv=16, vocab_size=512),
-    "small": dict(d_model=512, d_ff=2048, num_layers=6, num_heads=8, d_kv=64, vocab_size=32128),
-    "base": dict(d_model=768, d_ff=3072, num_layers=12, num_heads=12, d_kv=64, vocab_size=32128),
-    "large": dict(d_model=1024, d_ff=4096, num_layers=24, num_heads=16, d_kv=64, vocab_size=32128),
-}
-M, R, S, PT_TOKENS, LORA_R, LABEL_LEN = 60, 30, 256, 100, 8, 4
-SWEEP = (32, 64, 128, 256)
-LEVERS = {"_biased": "biased_sdpa", "_cudnn": "biased_cudnn", "_auto": "auto"}  # row suffix -> attention of that row
-T0 = time.time()
-
-
-def log(*args: Any) -> None:
-    print(f"[{time.time() - T0:6.1f}s]", *args, flush=True)
-
-
-# ------------------------------------------------------------------ data
-def glue_lengths(n: int, rng: np.random.Generator, median: float = 40, sigma: float = 0.6, lo: int = 8, hi: int = S) -> np.ndarray:
-    return np.clip(np.round(np.exp(rng.normal(math.log(median), sigma, n))), lo, hi).astype(int)
-
-
-def make_batch(lengths: np.ndarray, vocab: int, rng: np.random.Generator) -> dict[str, torch.Tensor]:
-    """Right-padded to the batch's longest row; eos (1) ends every row; labels: 3 tokens + eos."""
-    width = int(lengths.max())
-    ids = torch.zeros(len(lengths), width, dtype=torch.long)
-    mask = torch.zeros_like(ids)
-    for i, n in enumerate(lengths):
-        ids[i, : n - 1] = torch.from_numpy(rng.integers(2, vocab, n - 1))
-        ids[i, n - 1] = 1
-        mask[i, :n] = 1
-    labels = torch.from_numpy(rng.integers(2, vocab, (len(lengths), LABEL_LEN)))
-    labels[:, -1] = 1
-    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
-
-
-def workloads(batch: int, steps: int, vocab: int, seed: int = 0) -> dict[str, list[dict[str, torch.Tensor]]]:
-    rng = np.random.default_rng(seed)
-    glue = glue_lengths(batch * steps, rng)
-    grouped = np.sort(glue).reshape(steps, batch)[rng.permutation(steps)]
-    out = {
-        "glue": [make_batch(glue[i * batch:(i + 1) * batch], vocab, rng) for i in range(steps)],
-        "glue_grouped": [make_batch(row, vocab, rng) for row in grouped],
-        "full256": [make_batch(np.full(batch, S), vocab, rng) for _ in range(max(steps // 2, 2))],
-    }
-    for length in SWEEP:
-        out[f"len{length}"] = [make_batch(np.full(batch, length), vocab, rng) for _ in range(max(steps // 2, 2))]
-    return out
-
-
-# ------------------------------------------------------------------ models
-def build_t5(size: str, dtype: torch.dtype, attention: str, device: str, seed: int = 0):
-    from transformers import T5Config, T5ForConditionalGeneration
-
-    torch.manual_seed(seed)
-    config = T5Config(**SIZES[size], dropout_rate=0.1, decoder_start_token_id=0, pad_token_id=0, eos_token_id=1)
-    with torch.device(device):
-        model = T5ForConditionalGeneration(config)
-    fastpath.set_attention(model, attention)
-    return model.to(dtype).train()
-
-
-class ReferenceDePT(torch.nn.Module):
-    """The DePT reference code's computation, written out: fp32, inputs padded to s, prompt in front."""
-
-    def __init__(self, base: torch.nn.Module, m: int = M, r: int = R, s: int = S, alpha: float = 8.0):
-        super().__init__()
-        self.base, self.scale = base.requires_grad_(False), alpha / math.sqrt(r)
-        emb = base.get_input_embeddings().weight
-        d, dev = emb.shape[1], emb.device
-        self.prompt = torch.nn.Parameter(emb[torch.randint(0, min(5000, emb.shape[0]), (m,), device=dev)].detach().clone().float())
-        self.A = torch.nn.Parameter(torch.nn.init.kaiming_uniform_(torch.empty(s, r, device=dev), a=math.sqrt(5)))
-        self.B = torch.nn.Parameter(torch.zeros(r, d, device=dev))
-
-    def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = self.base.get_input_embeddings()(input_ids) + self.scale * (self.A @ self.B)  # shape error unless L == s
-        x = torch.cat([self.prompt.expand(x.shape[0], -1, -1), x], dim=1)
-        mask = torch.cat([attention_mask.new_ones(x.shape[0], self.prompt.shape[0]), attention_mask], dim=1)
-        return x, mask
-
-    def forward(self, input_ids, attention_mask, labels=None):
-        x, mask = self.embed(input_ids, attention_mask)
-        return self.base(inputs_embeds=x, attention_mask=mask, labels=labels)
-
-    def generate(self, input_ids, attention_mask, **kw):
-        x, mask = self.embed(input_ids, attention_mask)
-        return self.base.generate(inputs_embeds=x, attention_mask=mask, **kw)
-
-
-def lever_suffix(name: str) -> str:
-    """The attention-lever suffix of a row name (a key of ``LEVERS``), or ``""``."""
-    return next((suffix for suffix in LEVERS if name.endswith(suffix)), "")
-
-
-def build_variant(name: str, size: str, device: str, args: argparse.Namespace) -> dict[str, Any]:
-    """Model, step function, padding policy and FLOP facts of one row."""
-    on_gpu = device == "cuda"
-    fast_dtype = torch.bfloat16 if on_gpu else torch.float32
-    lever = lever_suffix(name)
-    base_name = name.removesuffix(lever) if lever else name
-    if base_name in ("dept_fast", "pt100_fast", "dept_eager"):
-        from accelerate import Accelerator
-
-        from dept_vl.config import TrainConfig
-        from dept_vl.train.loop import prepare_training
-
-        m, r = (PT_TOKENS, 0) if base_name == "pt100_fast" else (M, R)
-        base = build_t5(size, torch.float32, "sdpa", device)
-        model = DePTModel(base, DePTConfig(num_virtual_tokens=m, rank=r, max_length=S, init="vocab"))
-        fastpath.prepare_fast_model(model, fast_dtype)  # what model.dtype=auto gives the loop: the frozen base in bf16 on GPU
-        compiled = base_name != "dept_eager" and not args.no_compile
-        # the training loop's own step: the same optimizer, schedule, clipping, attention and compiled loss
-        cfg = TrainConfig(max_steps=10**6, warmup_steps=0, compile="on" if compiled else "off",
-                          attention=LEVERS.get(lever, args.attention), compile_scope=args.compile_scope)
-        training = prepare_training(model, cfg, Accelerator(cpu=not on_gpu), max_length=S)
-        if compiled and (args.mode != "reduce-overhead" or args.static_shapes or not on_gpu):
-            # levers the loop does not take: another compile mode, static shapes, or a CPU debug backend
-            training.loss_fn = compiling.compile_loss(training.wrapped, mode=args.mode, dynamic=not args.static_shapes,
-                                                     backend="inductor" if on_gpu else args.cpu_backend, scope=args.compile_scope)
-
-        def step(b):
-            training.step([b])
-
-        return dict(model=model, step=step, pad=("bucket", args.buckets), prompt=m, fwd_mult=2, compiled=compiled,
-                    generate=lambda b: model.generate(**_gen_inputs(b), max_new_tokens=LABEL_LEN, do_sample=False))
-    if base_name == "reference":
-        base = build_t5(size, torch.float32, "eager", device)
-        model = ReferenceDePT(base)
-        opt = torch.optim.AdamW([{"params": [model.prompt], "lr": 0.3}, {"params": [model.A, model.B], "lr": 1e-4}], weight_decay=1e-5)
-        return dict(model=model, step=_eager_step(model, opt), pad=("s", S), prompt=M, fwd_mult=2, compiled=False,
-                    generate=lambda b: model.generate(**_gen_inputs(b), max_new_tokens=LABEL_LEN, do_sample=False))
-    if base_name in ("peft_pt100", "peft_lora"):
-        from peft import LoraConfig, PromptTuningConfig, get_peft_model
-
-        base = build_t5(size, fast_dtype, "sdpa", device)
-        if base_name == "peft_pt100":
-            cfg = PromptTuningConfig(task_type="SEQ_2_SEQ_LM", num_virtual_tokens=PT_TOKENS)
-        else:
-            cfg = LoraConfig(task_type="SEQ_2_SEQ_LM", r=LORA_R, lora_alpha=16, lora_dropout=0.1, target_modules=["q", "v"])
-        model = get_peft_model(base, cfg)
-        opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=0.3 if base_name == "peft_pt100" else 1e-4)
-        out = dict(model=model, step=_eager_step(model, opt), pad=("max", None), prompt=PT_TOKENS if base_name == "peft_pt100" else 0,
-                   fwd_mult=2, compiled=False)
-        if base_name == "peft_pt100":
-            out["generate"] = lambda b: model.generate(**_gen_inputs(b), max_new_tokens=LABEL_LEN, do_sample=False)
-        return out
-    if base_name == "full_ft":
-        model = build_t5(size, torch.float32, "sdpa", device)
-        opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-        return dict(model=model, step=_eager_step(model, opt, autocast=on_gpu), pad=("max", None), prompt=0, fwd_mult=3, compiled=False)
-    raise ValueError(f"unknown variant {name!r}")
-
-
-def _gen_inputs(b: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return {"input_ids": b["input_ids"], "attention_mask": b["attention_mask"]}
-
-
-def _eager_step(model: torch.nn.Module, opt: torch.optim.Optimizer, autocast: bool = False) -> Callable:
-    def step(b):
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
-            loss = model(**b).loss
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-
-    return step
-
-
-def pad_batch(b: dict[str, torch.Tensor], policy: tuple[str, Any]) -> dict[str, torch.Tensor]:
-    kind, value = policy
-    if kind == "max":
-        return b
-    if kind == "s":
-        return fastpath.pad_to_bucket(b, [value])
-    return fastpath.pad_to_bucket(b, value, max_length=S)
 
 
 # ------------------------------------------------------------------ measuring
@@ -247,55 +75,6 @@ def matmul_ceiling(device: str) -> float:
     return 2 * n**3 / float(np.median(times)) / 1e12
 
 
-class Clock:
-    """Per-step intervals between CUDA events (no sync inside the loop), or host time on the CPU."""
-
-    def __init__(self, device: str, n: int):
-        self.cuda = device == "cuda"
-        self.events = [torch.cuda.Event(enable_timing=True) for _ in range(n + 1)] if self.cuda else []
-        self.host: list[float] = []
-
-    def mark(self, i: int) -> None:
-        if self.cuda:
-            self.events[i].record()
-        else:
-            self.host.append(time.perf_counter())
-
-    def intervals_ms(self) -> list[float]:
-        if self.cuda:
-            torch.cuda.synchronize()
-            return [a.elapsed_time(b) for a, b in zip(self.events, self.events[1:])]
-        return [(b - a) * 1e3 for a, b in zip(self.host, self.host[1:])]
-
-
-def to_device(b: dict[str, torch.Tensor], device: str) -> dict[str, torch.Tensor]:
-    return {k: v.to(device, non_blocking=True) for k, v in b.items()}
-
-
-def memory_gb(device: str) -> dict[str, float]:
-    if device != "cuda":
-        return {}
-    s = torch.cuda.memory_stats()
-    free, total = torch.cuda.mem_get_info()
-    return {"peak_alloc_gb": s["allocated_bytes.all.peak"] / 2**30, "peak_reserved_gb": s["reserved_bytes.all.peak"] / 2**30,
-            "device_used_gb": (total - free) / 2**30}
-
-
-def clean(device: str) -> None:
-    gc.collect()
-    torch._dynamo.reset()
-    torch._dynamo.utils.counters.clear()
-    if device == "cuda":
-        try:
-            from torch._inductor import cudagraph_trees
-
-            cudagraph_trees.reset_cudagraph_trees()
-        except Exception:  # noqa: BLE001 - best effort between rows
-            pass
-        gc.collect()
-        torch.cuda.synchronize()
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats()
 
 
 def run_workload(v: dict[str, Any], wl: str, batches: list[dict], size: str, device: str, warmup: int, check_syncs: bool) -> dict[str, Any]:
@@ -425,116 +204,6 @@ def profile(v: dict, batches: list[dict], device: str, args: argparse.Namespace)
 
 
 # ------------------------------------------------------------------ checks
-def attention_checks(args: argparse.Namespace, batch: dict[str, torch.Tensor]) -> dict[str, Any]:
-    """Eager loss and prompt gradient of DePT (dropout off) per attention path and dtype, vs fp32 eager attention.
-
-    Also which SDPA backend PyTorch picks for T5's biased attention (the reason for the biased_sdpa lever).
-    """
-    device, res = args.device, {}
-    try:
-        base = build_t5(args.size, torch.float32, "eager", device)
-        base.config.dropout_rate = 0.0
-        for module in base.modules():
-            if isinstance(module, torch.nn.Dropout):
-                module.p = 0.0
-            elif isinstance(getattr(module, "dropout", None), float):
-                module.dropout = 0.0
-        model = DePTModel(base, DePTConfig(num_virtual_tokens=M, rank=R, max_length=S, init="vocab"))
-        with torch.no_grad():
-            model.lowrank_B.normal_(0, 0.02)
-        b = to_device(fastpath.pad_to_bucket(batch, args.buckets, max_length=S), device)
-
-        def loss_and_grad() -> tuple[float, torch.Tensor]:
-            model.zero_grad(set_to_none=True)
-            loss = model(**b).loss
-            loss.backward()
-            return float(loss), model.prompt.grad.detach().clone()
-
-        if device == "cuda":
-            from torch.nn.attention import SDPBackend
-
-            names = {int(value): key for key, value in SDPBackend.__members__.items()}
-            B, H, L, D = args.batch, SIZES[args.size]["num_heads"], M + S, SIZES[args.size]["d_kv"]
-            q, k, v = (torch.randn(B, H, L, D, device=device, dtype=torch.bfloat16, requires_grad=True) for _ in range(3))
-            bias = torch.randn(B, H, L, L, device=device, dtype=torch.bfloat16)
-            for dropout in (0.0, 0.1):
-                choice = torch._fused_sdp_choice(q, k, v, bias, dropout, False, scale=1.0)
-                res[f"sdpa_choice_bias_dropout{dropout}"] = names.get(int(choice), str(choice))
-            del q, k, v, bias
-        ref_loss, ref_grad = loss_and_grad()
-        dtypes = [torch.float32] + ([torch.bfloat16] if device == "cuda" else [])
-        for dtype in dtypes:
-            fastpath.prepare_fast_model(model, dtype)
-            for attention in ("eager", "sdpa", "biased_sdpa", "biased_cudnn"):
-                name = f"{attention}_{str(dtype).split('.')[-1]}"
-                try:
-                    fastpath.set_attention(model, attention)
-                    loss, grad = loss_and_grad()
-                    res[name] = {"loss_rel_diff": abs(loss - ref_loss) / abs(ref_loss),
-                                 "prompt_grad_rel_diff": float((grad - ref_grad).norm() / ref_grad.norm())}
-                except Exception as err:  # noqa: BLE001
-                    res[name] = {"error": repr(err)[:300]}
-        del model, base
-    except Exception as err:  # noqa: BLE001
-        res["error"] = repr(err)[:500]
-    log("checks", json.dumps(res))
-    return res
-
-
-# ------------------------------------------------------------------ VL feature cache
-def vl_cache(args: argparse.Namespace, out: dict) -> None:
-    """DePT on the VL model, text = the T5 size, image = ViT-B/16 (random), 7x7 pooled: pixels vs cached features."""
-    device = args.device
-    try:
-        from dept_vl.models.presets import build_vl_model
-    except Exception as err:  # noqa: BLE001
-        out["vl"] = {"skipped": f"VL model not importable: {err!r}"}
-        print("VL feature-cache section skipped:", err)
-        return
-    clean(device)
-    try:
-        text = dict(model_type="t5", **SIZES[args.size], dropout_rate=0.1, pad_token_id=0, eos_token_id=1, decoder_start_token_id=0)
-        from dept_vl.models.presets import TINY_VIT
-
-        image = "vit_tiny_patch16_224" if args.smoke else "vit_base_patch16_224"
-        kwargs = dict(TINY_VIT) if args.smoke else {}
-        vl = build_vl_model(text_config=text, image_encoder=image, image_encoder_kwargs=kwargs, image_pretrained=False, pool_size=None if args.smoke else 7).to(device)
-        model = DePTModel(vl, DePTConfig(num_virtual_tokens=M, rank=R, max_length=S, init="vocab"))
-        dtype = torch.bfloat16 if device == "cuda" else torch.float32
-        fastpath.prepare_fast_model(model, dtype)
-        opt = fastpath.make_optimizer(model.param_groups())
-        loss_fn = compiling.compile_loss(model, enabled=False)
-        size = vl.image_transform.input_size
-        rng = np.random.default_rng(1)
-        batches = [make_batch(glue_lengths(args.batch, rng), SIZES[args.size]["vocab_size"], rng) for _ in range(args.steps)]
-        batches = [to_device(fastpath.pad_to_bucket(b, args.buckets, max_length=S), device) for b in batches]
-        pixels = torch.randn(args.batch, *size, device=device)
-        with torch.no_grad():
-            features = vl.encode_images(pixels)
-
-        def timed(fn: Callable[[], Any], n: int) -> float:
-            for _ in range(args.warmup):
-                fn()
-            clock = Clock(device, n)
-            clock.mark(0)
-            for i in range(n):
-                fn()
-                clock.mark(i + 1)
-            return float(np.median(clock.intervals_ms()))
-
-        it = iter(range(10**9))
-        enc_ms = timed(lambda: torch.no_grad()(vl.encode_images)(pixels), args.steps)
-        no_cache = timed(lambda: fastpath.train_step(loss_fn, opt, {**batches[next(it) % len(batches)], "pixel_values": pixels}), args.steps)
-        cached = timed(lambda: fastpath.train_step(loss_fn, opt, {**batches[next(it) % len(batches)], "image_features": features}), args.steps)
-        saved = no_cache - cached
-        out["vl"] = {"image_encoder": image, "visual_tokens": int(features.shape[1]), "encoder_forward_ms": enc_ms,
-                     "step_ms_no_cache": no_cache, "step_ms_cached": cached, "saved_ms": saved,
-                     "saved_fraction_of_encoder": saved / enc_ms, "path": "eager, base in bf16, DePT m=60 r=30"}
-        log(f"VL cache: encoder {enc_ms:.2f} ms, step {no_cache:.2f} -> {cached:.2f} ms, saved {saved / enc_ms:.0%} of the encoder")
-    except Exception as err:  # noqa: BLE001
-        out["vl"] = {"error": repr(err)[:500], "trace": traceback.format_exc()[-1500:]}
-        log(f"VL cache failed: {err!r}")
-    write(out, args.out)
 
 
 # ------------------------------------------------------------------ report
@@ -678,6 +347,7 @@ def main(argv: list[str] | None = None) -> dict:
         run_variant(name, [w for w in WORKLOADS[name] if keep is None or w in keep], data, args, out["ceiling_tflops"], out)
         if name == "full_ft" and args.vl and time.time() - T0 < args.deadline:
             vl_cache(args, out)
+            write(out, args.out)
     if args.vl and out["vl"] is None and time.time() - T0 < args.deadline:
         vl_cache(args, out)
     out["total_s"] = time.time() - T0

@@ -108,7 +108,7 @@ def test_compiled_loop_trains_like_the_eager_loop_on_gpu():
     from accelerate import Accelerator
 
     from dept_vl.dept import DePTConfig, DePTModel
-    from dept_vl.train.kernel_check import cudnn_attention_works
+    from dept_vl.train.attention import cudnn_attention_works
     from dept_vl.train.loop import train_loop
     from tests.conftest import tiny_t5
 

@@ -6,15 +6,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dept_vl.train import fastpath, kernel_check
+from dept_vl.train import attention, fastpath
 from tests.conftest import tiny_t5
 
 
 @pytest.fixture(autouse=True)
 def fresh_checks():
-    kernel_check.cudnn_attention_works.cache_clear()
+    attention.cudnn_attention_works.cache_clear()
     yield
-    kernel_check.cudnn_attention_works.cache_clear()
+    attention.cudnn_attention_works.cache_clear()
 
 
 def frozen_t5(dtype: torch.dtype) -> torch.nn.Module:
@@ -31,7 +31,7 @@ def test_auto_takes_cudnn_on_a_half_precision_base_only_where_its_check_passes(m
         checked.append((device, dtype))
         return passes
 
-    monkeypatch.setattr(kernel_check, "cudnn_attention_works", check)
+    monkeypatch.setattr(attention, "cudnn_attention_works", check)
     model = frozen_t5(torch.bfloat16)
     chosen = fastpath.resolve_attention("auto", model, "cuda")
     assert chosen == ("biased_cudnn" if passes else "biased_sdpa")
@@ -47,45 +47,45 @@ def test_auto_takes_cudnn_on_a_half_precision_base_only_where_its_check_passes(m
 
 def test_the_check_passes_equal_kernels_and_fails_one_that_drops_the_bias(monkeypatch):
     # on a CPU both kernels are PyTorch's SDPA with the bias: they agree
-    assert kernel_check.cudnn_attention_works("cpu", torch.float32)
-    kernel_check.cudnn_attention_works.cache_clear()
-    real = fastpath.biased_sdpa_attention
+    assert attention.cudnn_attention_works("cpu", torch.float32)
+    attention.cudnn_attention_works.cache_clear()
+    real = attention.biased_sdpa_attention
 
     def without_bias(module, query, key, value, attention_mask, kernel="efficient", **kwargs):
         if kernel == "cudnn":  # a kernel that ignores the relative-position bias
             kwargs["position_bias"] = None
         return real(module, query, key, value, attention_mask, kernel=kernel, **kwargs)
 
-    monkeypatch.setattr(fastpath, "biased_sdpa_attention", without_bias)
-    assert not kernel_check.cudnn_attention_works("cpu", torch.float32)
+    monkeypatch.setattr(attention, "biased_sdpa_attention", without_bias)
+    assert not attention.cudnn_attention_works("cpu", torch.float32)
 
 
 def test_the_check_fails_where_the_kernel_raises_or_gives_non_finite_values(monkeypatch):
     missing = f"cuda:{torch.cuda.device_count()}" if torch.cuda.is_available() else "cuda"  # no such device here
-    assert not kernel_check.cudnn_attention_works(missing, torch.bfloat16)
-    kernel_check.cudnn_attention_works.cache_clear()
-    real = fastpath.biased_sdpa_attention
+    assert not attention.cudnn_attention_works(missing, torch.bfloat16)
+    attention.cudnn_attention_works.cache_clear()
+    real = attention.biased_sdpa_attention
 
     def nan_with_dropout(module, query, key, value, attention_mask, kernel="efficient", dropout=0.0, **kwargs):
         out, weights = real(module, query, key, value, attention_mask, kernel=kernel, dropout=dropout, **kwargs)
         return (out * float("nan") if kernel == "cudnn" and dropout else out), weights
 
-    monkeypatch.setattr(fastpath, "biased_sdpa_attention", nan_with_dropout)
-    assert not kernel_check.cudnn_attention_works("cpu", torch.float32)
+    monkeypatch.setattr(attention, "biased_sdpa_attention", nan_with_dropout)
+    assert not attention.cudnn_attention_works("cpu", torch.float32)
 
 
 def test_agreement_is_relative_to_the_reference_scale():
     reference = [torch.tensor([100.0, -50.0])]
-    assert kernel_check.agree([torch.tensor([100.0 + 3.0, -50.0])], reference)  # 3 <= 100 / 32
-    assert not kernel_check.agree([torch.tensor([100.0, -50.0 + 3.2])], reference)  # 3.2 > 100 / 32
-    assert not kernel_check.agree([torch.tensor([100.0, float("inf")])], reference)
+    assert attention.agree([torch.tensor([100.0 + 3.0, -50.0])], reference)  # 3 <= 100 / 32
+    assert not attention.agree([torch.tensor([100.0, -50.0 + 3.2])], reference)  # 3.2 > 100 / 32
+    assert not attention.agree([torch.tensor([100.0, float("inf")])], reference)
 
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cudnn_attention_passes_its_check_on_hopper_and_auto_takes_it():
     """Measured on H100 and H200 (sm90): cuDNN's fused attention agrees with the memory-efficient kernel."""
-    works = kernel_check.cudnn_attention_works("cuda", torch.bfloat16)
+    works = attention.cudnn_attention_works("cuda", torch.bfloat16)
     if torch.cuda.get_device_capability() == (9, 0):
         assert works
     model = frozen_t5(torch.bfloat16).cuda()
