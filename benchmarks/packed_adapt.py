@@ -23,9 +23,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Iterator
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 ARMS = {"dept-transfer": ("dept", True), "dept-scratch": ("dept", False), "pt-transfer": ("prompt_tuning", True)}
 GRID = {"lr_prompt": [0.1, 0.2, 0.3, 0.4], "lr_lowrank": [1e-4, 5e-4, 1e-3, 5e-3]}  # the reference's ranges
@@ -43,68 +47,41 @@ def phases(records: list[dict], seconds: float, steps: int) -> dict:
             "step_time_ms": sum(r["step_time_ms"] for r in packs.values()) / len(packs)}
 
 
-class PhaseTimer:
-    """Wall-clock of the sweep's phases, by wrapping the functions ``run_adapt`` calls for them (synchronising the
-    GPU after each call, so that its work counts where it was launched): the base's setup, the data, the features
-    and collator, the GPU-memory probe, training (with its dev evaluations) and scoring (dev and test)."""
+PHASES = {  # phase -> the functions run_adapt calls for it: (module, class or None, name)
+    "setup": [("dept_vl.train.run", "Run", "setup")], "data": [("dept_vl.train.run", "Run", "load")],
+    "features": [("dept_vl.train.run", "Run", "collator")], "memory_probe": [("dept_vl.recipes.adapt", None, "memory_pack_size")],
+    "training": [("dept_vl.recipes.adapt", None, "fit_packed"), ("dept_vl.train.run", "Run", "fit")],
+    "scoring": [("dept_vl.recipes.adapt", None, "score_packed"), ("dept_vl.train.run", "Run", "score")],
+}
 
-    TARGETS = {  # phase -> (module, owner attribute or None, function name)
-        "setup": ("dept_vl.train.run", "Run", "setup"), "data": ("dept_vl.train.run", "Run", "load"),
-        "features": ("dept_vl.train.run", "Run", "collator"), "memory_probe": ("dept_vl.recipes.adapt", None, "memory_pack_size"),
-        "training": ("dept_vl.recipes.adapt", None, "fit_packed"), "training_alone": ("dept_vl.train.run", "Run", "fit"),
-        "scoring": ("dept_vl.recipes.adapt", None, "score_packed"), "scoring_alone": ("dept_vl.train.run", "Run", "score"),
-    }
 
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = {}
-        self._depth = 0
+@contextlib.contextmanager
+def timed_phases() -> Iterator[dict[str, list[dict]]]:
+    """The calls of each phase of a sweep (:data:`PHASES`) while inside, timed where ``run_adapt`` makes them."""
+    import importlib
 
-    def _wrap(self, phase: str, function):
-        import functools
+    from benchmarks.measuring import recorded
 
-        import torch
+    calls: dict[str, list[dict]] = {}
+    with contextlib.ExitStack() as stack:
+        for phase, targets in PHASES.items():
+            for module, owner, name in targets:
+                found = importlib.import_module(module)
+                calls[f"{phase}/{name}"] = stack.enter_context(recorded(getattr(found, owner) if owner else found, name))
+        yield calls
 
-        @functools.wraps(function)
-        def timed(*args, **kwargs):
-            outer = self._depth == 0  # a phase inside another (dev scoring inside training) counts in the outer one
-            self._depth += 1
-            start = time.perf_counter()
-            try:
-                return function(*args, **kwargs)
-            finally:
-                if torch.cuda.is_available():
-                    torch.cuda.synchronize()
-                self._depth -= 1
-                if outer:
-                    name = phase.removesuffix("_alone")
-                    self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
-        return timed
 
-    @contextlib.contextmanager
-    def active(self):
-        import importlib
+def phase_split(calls: dict[str, list[dict]], seconds: float) -> dict[str, float]:
+    """Seconds by phase (a call inside another phase's call counts in the outer one: dev scoring is training) and the
+    rest of ``seconds`` (writing files, building adapters, ...)."""
+    from benchmarks.measuring import outermost_seconds
 
-        undo = []
-        for phase, (module_name, owner_name, name) in self.TARGETS.items():
-            owner = importlib.import_module(module_name)
-            if owner_name:
-                owner = getattr(owner, owner_name)
-            raw = vars(owner)[name] if owner_name else getattr(owner, name)
-            if isinstance(raw, classmethod):
-                wrapped = classmethod(self._wrap(phase, raw.__func__))
-            else:
-                wrapped = self._wrap(phase, raw)
-            setattr(owner, name, wrapped)
-            undo.append((owner, name, raw))
-        try:
-            yield self
-        finally:
-            for owner, name, raw in reversed(undo):
-                setattr(owner, name, raw)
-
-    def split(self, seconds: float) -> dict[str, float]:
-        """The phases and the rest of ``seconds`` (writing files, building adapters, ...)."""
-        return {**{k: round(v, 2) for k, v in self.seconds.items()}, "rest": round(seconds - sum(self.seconds.values()), 2)}
+    split: dict[str, float] = {}
+    for key, value in outermost_seconds(calls).items():
+        phase = key.split("/")[0]
+        split[phase] = split.get(phase, 0.0) + value
+    split = {phase: round(value, 2) for phase, value in split.items() if value}
+    return {**split, "rest": round(seconds - sum(split.values()), 2)}
 
 
 def profile_context(device: str):
@@ -234,14 +211,13 @@ def main() -> None:
                     torch.cuda.synchronize()
                 profiling = args.profile and mode == modes[-1]
                 profiler = profile_context(device) if profiling else contextlib.nullcontext()
-                timer = PhaseTimer()
                 t = time.perf_counter()
-                with profiler as prof, timer.active():
+                with profiler as prof, timed_phases() as calls:
                     result = run_adapt(config, show_progress=False)
                     if device == "cuda":
                         torch.cuda.synchronize()
                 row[f"{mode}_seconds"] = time.perf_counter() - t
-                row[f"{mode}_timed_phases"] = timer.split(row[f"{mode}_seconds"])
+                row[f"{mode}_timed_phases"] = phase_split(calls, row[f"{mode}_seconds"])
                 print(f"{arm} pack={mode}: phases (s) {row[f'{mode}_timed_phases']}", flush=True)
                 if profiling:
                     row["profile"] = write_profile(prof, args.profile, f"{arm} pack={mode}", row[f"{mode}_seconds"])

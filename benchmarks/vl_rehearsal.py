@@ -32,7 +32,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.measuring import memory_mb, recorded, sync  # noqa: E402
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing is downloaded: every model is built here
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -53,47 +56,6 @@ STAGES = ("features", "pretrain", "adapt", "evaluate", "score-captions")
 
 
 # ------------------------------------------------------------------ measuring
-def sync() -> None:
-    import torch
-
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-
-
-def memory_mb() -> dict[str, float]:
-    """This process's resident memory (VmRSS) and its parts, in MiB (Linux): anonymous (private to the process),
-    file-backed (here mostly the memory-mapped feature store: the machine's page cache, one copy shared by every
-    process that reads the store, dropped by the kernel under pressure) and shared memory."""
-    fields = {}
-    status = Path("/proc/self/status")
-    for line in status.read_text().splitlines() if status.is_file() else []:
-        key, _, value = line.partition(":")
-        if key in ("VmRSS", "RssAnon", "RssFile", "RssShmem"):
-            fields[key] = int(value.split()[0]) / 1024
-    return fields
-
-
-@contextlib.contextmanager
-def recorded(module: Any, name: str, describe: Callable[..., dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
-    """Calls of ``module.name`` (the library's own function, unchanged) while inside: their seconds (device synchronised)
-    and what ``describe(result, *args, **kwargs)`` says of each."""
-    original, calls = getattr(module, name), []
-
-    def timed(*args: Any, **kwargs: Any) -> Any:
-        sync()
-        start = time.perf_counter()
-        result = original(*args, **kwargs)
-        sync()
-        calls.append({"seconds": time.perf_counter() - start, **describe(result, *args, **kwargs)})
-        return result
-
-    setattr(module, name, timed)
-    try:
-        yield calls
-    finally:
-        setattr(module, name, original)
-
-
 def extractions() -> Any:
     """Record every ``extract_features`` call (what ``Run.collator`` runs): images asked for, encoded, time split."""
     from dept_vl.models import feature_extraction
