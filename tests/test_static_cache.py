@@ -299,3 +299,24 @@ def test_beam_decoding_without_a_transformers_model():
     with pytest.raises(ValueError, match="eval.cache=compiled: Linear holds no transformers model to compile; use eval.cache=static"):
         with beam_decoding(model, EvalConfig(num_beams=3, cache="compiled")):
             pass
+
+
+def test_beam_search_runs_its_first_step_once_an_example(t5_run):
+    """At the first step every beam of an example has the same input, so the default (dynamic) cache's first step
+    runs on one row an example and is repeated for the beams: the decoder sees examples x 1 rows once, then
+    examples x beams rows at every later step, and the sequences are transformers' own (the tests above)."""
+    from dept_vl.train import decoding
+
+    run, examples, models = t5_run
+    cfg = EvalConfig(num_beams=3, max_new_tokens=5)
+    batch = run.collator([examples["shapes_count"]])(examples["shapes_count"], with_labels=False)
+    rows: list[int] = []
+    hook = run.base.text_model.get_decoder().register_forward_pre_hook(
+        lambda module, args, kwargs: rows.append(int(kwargs["input_ids"].shape[0])), with_kwargs=True)
+    try:
+        with torch.no_grad(), decoding.beam_decoding(models[0], cfg):
+            out = models[0].generate(**batch, num_beams=3, max_new_tokens=5, min_new_tokens=5, do_sample=False)
+    finally:
+        hook.remove()
+    examples_count = len(examples["shapes_count"])
+    assert rows == [examples_count] + [examples_count * 3] * 4 and out.shape[0] == examples_count

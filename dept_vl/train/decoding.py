@@ -50,9 +50,12 @@ def beam_decoding(model: Any, cfg: EvalConfig) -> Iterator[None]:
     eager = target._call_impl
 
     def step(*args: Any, **kwargs: Any) -> Any:
-        cache = next((kwargs[k] for k in CACHE_ARGUMENTS if kwargs.get(k) is not None), None)
+        key = next((k for k in CACHE_ARGUMENTS if kwargs.get(k) is not None), None)
+        cache = kwargs[key] if key else None
         if steady is not None and filled_static_cache(cache):
             return steady(*args, **kwargs)
+        if not args and empty_dynamic_cache(cache) and beam_rows(kwargs, cfg.num_beams):
+            return first_step_once(eager, kwargs, key, cfg.num_beams)
         if hasattr(cache, "cross_attention_cache") and "reorder_cache" not in vars(cache):
             cache.reorder_cache = types.MethodType(reorder_decoder_cache, cache)
         return eager(*args, **kwargs)
@@ -87,6 +90,72 @@ def filled_static_cache(cache: Any) -> bool:
 
     layers = getattr(getattr(cache, "self_attention_cache", None), "layers", None)
     return bool(layers) and all(isinstance(layer, StaticLayer) and layer.is_initialized for layer in layers)
+
+
+def empty_dynamic_cache(cache: Any) -> bool:
+    """Whether ``cache`` is an encoder-decoder cache of transformers' dynamic layers holding nothing yet (the first
+    step of a ``generate`` call with the default cache)."""
+    from transformers.cache_utils import DynamicLayer
+
+    parts = [getattr(cache, name, None) for name in ("self_attention_cache", "cross_attention_cache")]
+    if any(part is None for part in parts):
+        return False
+    layers = [layer for part in parts for layer in part.layers]
+    return all(type(layer) is DynamicLayer for layer in layers) and cache.get_seq_length() == 0
+
+
+def beam_rows(kwargs: dict[str, Any], beams: int) -> int:
+    """The rows of a step's decoder input when they come as examples x ``beams`` rows with the encoder's states
+    (beam search's layout), else 0."""
+    ids, encoded = kwargs.get("decoder_input_ids"), kwargs.get("encoder_outputs")
+    states = getattr(encoded, "last_hidden_state", None)
+    if not isinstance(ids, torch.Tensor) or not isinstance(states, torch.Tensor):
+        return 0
+    rows = int(ids.shape[0])
+    return rows if rows % beams == 0 and int(states.shape[0]) == rows else 0
+
+
+def first_step_once(call: Any, kwargs: dict[str, Any], key: str, beams: int) -> Any:
+    """Beam search's first step, run on one row an example. At the first step every beam of an example has the same
+    input (the start token, the example's encoder states and mask), so the step runs on every ``beams``-th row and its
+    outputs and cache are repeated for the beams: the cross-attention's keys and values (every decoder layer's
+    projection of the encoder states) are computed once an example instead of once a beam. The returned cache (which
+    generate keeps for the next steps) has :func:`reorder_decoder_cache` bound."""
+    from transformers.cache_utils import DynamicCache
+
+    rows = int(kwargs["decoder_input_ids"].shape[0])
+    one = {name: _every(value, rows, beams) for name, value in kwargs.items()}
+    cache = type(kwargs[key])(DynamicCache(), DynamicCache())
+    one[key] = cache
+    output = call(**one)
+    for part in (cache.self_attention_cache, cache.cross_attention_cache):
+        for layer in part.layers:
+            layer.keys = layer.keys.repeat_interleave(beams, dim=0)
+            layer.values = layer.values.repeat_interleave(beams, dim=0)
+    for name in list(output.keys()):
+        output[name] = cache if name == key else _repeated(output[name], rows // beams, beams)
+    cache.reorder_cache = types.MethodType(reorder_decoder_cache, cache)
+    return output
+
+
+def _every(value: Any, rows: int, beams: int) -> Any:
+    """``value`` cut to every ``beams``-th row where it has ``rows`` rows (tensors, and model outputs of tensors)."""
+    if isinstance(value, torch.Tensor):
+        return value[::beams] if value.dim() and int(value.shape[0]) == rows else value
+    if hasattr(value, "keys") and hasattr(value, "to_tuple"):  # a transformers ModelOutput (the encoder's)
+        return type(value)(**{name: _every(value[name], rows, beams) for name in value.keys()})
+    if isinstance(value, tuple):
+        return tuple(_every(item, rows, beams) for item in value)
+    return value
+
+
+def _repeated(value: Any, rows: int, beams: int) -> Any:
+    """``value`` with each of its ``rows`` rows repeated ``beams`` times (tensors, and tuples of them)."""
+    if isinstance(value, torch.Tensor):
+        return value.repeat_interleave(beams, dim=0) if value.dim() and int(value.shape[0]) == rows else value
+    if isinstance(value, tuple):
+        return tuple(_repeated(item, rows, beams) for item in value)
+    return value
 
 
 def reorder_decoder_cache(cache: Any, beam_idx: torch.Tensor) -> None:
