@@ -1,5 +1,6 @@
-"""Beam search's decoding steps, set up for an evaluation's ``generate`` calls: the decoder's cache reordered
-without the cross-attention cache (and in place when static), and with ``eval.cache=compiled`` the steps compiled."""
+"""Beam search's decoding steps, set up for an evaluation's ``generate`` calls: the first step run once an example
+(with the default dynamic cache), the decoder's cache reordered without the cross-attention cache (and in place when
+static), and with ``eval.cache=compiled`` the steps compiled."""
 
 from __future__ import annotations
 
@@ -27,9 +28,10 @@ def decoding_model(model: Any) -> Any:
 
 @contextlib.contextmanager
 def beam_decoding(model: Any, cfg: EvalConfig) -> Iterator[None]:
-    """For beam search (``cfg.num_beams > 1``), the decoding model's calls inside routed through a step that gives
-    each ``generate`` call's encoder-decoder cache the reorder of :func:`reorder_decoder_cache` (the same tokens, less
-    copying); with ``eval.cache=compiled`` the steps after each call's first run compiled (the first allocates the
+    """For beam search (``cfg.num_beams > 1``), the decoding model's calls inside routed through a step that runs the
+    first step of each ``generate`` call once an example (:func:`first_step_once`, dynamic cache) and gives its
+    encoder-decoder cache the reorder of :func:`reorder_decoder_cache` (the same tokens, less computing and copying);
+    with ``eval.cache=compiled`` the steps after each call's first run compiled (the first allocates the
     static cache, whose tensors are then marked as fixed addresses, which tracing cannot do, and fills the
     cross-attention cache; the later steps all have one shape). The model's own call is restored afterwards, so
     training never meets either. Greedy decoding: nothing (transformers compiles its static-cache step itself).
