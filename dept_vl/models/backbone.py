@@ -99,7 +99,9 @@ RANDOM_FILLS = ("normal_", "uniform_")  # what every random initialisation of to
 
 @contextlib.contextmanager
 def random_fills_skipped() -> Iterator[None]:
-    """Inside, ``Tensor.normal_`` and ``Tensor.uniform_`` leave their tensor as it is: for weights about to be loaded."""
+    """Inside, ``Tensor.normal_`` and ``Tensor.uniform_`` leave their tensor as it is: for weights about to be loaded.
+    The methods are the process's own, so another thread's draws are skipped too while inside (loading a backbone runs
+    before a run starts any thread)."""
     real = {name: getattr(torch.Tensor, name) for name in RANDOM_FILLS}
 
     def unchanged(tensor: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
