@@ -26,7 +26,7 @@ step() {  # step NAME SECONDS COMMAND...: run, log, and say how it ended
 case "$part" in
 1)
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
-    step gpu-tests 240 python3 -m pytest -q -m gpu -p no:cacheprovider tests/test_kernel_check.py tests/test_fastpath.py \
+    step gpu-tests 240 python3 -m pytest -q -m gpu -p no:cacheprovider tests/test_attention_choice.py tests/test_fastpath.py \
         tests/test_loop_fastpath.py
     step generation-beams5 150 python3 -X faulthandler benchmarks/generation.py --beams 5 --repeats 3 \
         --out "$out/generation-beams5.json"
