@@ -56,9 +56,10 @@ def beam_decoding(model: Any, cfg: EvalConfig) -> Iterator[None]:
         cache = kwargs[key] if key else None
         if steady is not None and filled_static_cache(cache):
             return steady(*args, **kwargs)
-        if not args and empty_dynamic_cache(cache) and beam_rows(kwargs, cfg.num_beams):
+        fresh = hasattr(cache, "cross_attention_cache") and "reorder_cache" not in vars(cache)  # a call's first step
+        if fresh and not args and empty_dynamic_cache(cache) and beam_rows(kwargs, cfg.num_beams):
             return first_step_once(eager, kwargs, key, cfg.num_beams)
-        if hasattr(cache, "cross_attention_cache") and "reorder_cache" not in vars(cache):
+        if fresh:
             cache.reorder_cache = types.MethodType(reorder_decoder_cache, cache)
         return eager(*args, **kwargs)
 
